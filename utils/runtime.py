@@ -1,0 +1,255 @@
+"""실행 환경(runtime) 도우미: 설정 → 명령줄 플래그, 장치 선택, 시드 고정, 출력 폴더, 실행 기록.
+
+모든 장(chapter)이 같은 방식으로 시작하고 끝나도록 하는 코드만 여기에 둡니다.
+모델·손실·학습 단계처럼 장의 주제가 되는 코드는 각 장에 그대로 남아 있습니다.
+
+사용 예::
+
+    @dataclass
+    class Config(RunConfig):
+        epochs: int = 10        # 전체 데이터를 몇 번 볼지
+        lr: float = 1e-3        # Adam의 일반적인 시작값
+
+    config = parse_config(Config)          # --epochs 20 --lr 3e-4 ...
+    device = pick_device(config.device)    # auto → cuda, mps, cpu 순서
+    set_seed(config.seed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import platform
+import random
+import re
+import sys
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+
+class UserError(Exception):
+    """사용자가 고칠 수 있는 문제(잘못된 플래그, 없는 파일 등).
+
+    `parse_config` 가 설치하는 예외 훅(exception hook)이 이 예외를 traceback 없이
+    한 문장("오류: ...")으로 출력하고 종료 코드 1로 끝냅니다.
+    """
+
+
+@dataclass
+class RunConfig:
+    """모든 장에 공통인 실행 플래그. 각 장의 `Config` 가 이를 상속해 하이퍼파라미터를 더합니다."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: cuda → mps → cpu 순으로 고름
+    seed: int = 42  # 같은 시드 + 같은 장치(CPU) → 같은 숫자
+    data: Literal["auto", "real", "offline"] = "auto"  # auto: 실제 데이터가 없으면 오프라인 대체 데이터
+    data_dir: str = "data"  # 실제 데이터를 찾고 내려받는 폴더
+    out_dir: str = ""  # 비우면 outputs/<스크립트 이름>/
+    smoke: bool = False  # 오프라인 데이터로 배치 하나만 학습/평가 (테스트용, 몇 초)
+    resume: bool = False  # out_dir 의 last.pt 에서 이어서 학습
+    show: bool = False  # 그림을 PNG로 저장하고 화면에도 띄움
+
+
+# 음수·0이면 의미가 없는 공통 하이퍼파라미터: 이름 → (최솟값, 최솟값 포함 여부)
+_POSITIVE_FIELDS = {"epochs": (1, True), "batch_size": (1, True), "lr": (0.0, False)}
+
+
+def _field_comments(config_cls: type) -> dict[str, str]:
+    """dataclass 소스에서 `name: type = default  # 설명` 의 설명을 읽어 --help 문구로 씁니다."""
+    comments: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            continue
+        for match in re.finditer(r"^\s+(\w+)\s*:[^=\n]+=[^#\n]*#\s*(.+)$", source, re.MULTILINE):
+            comments[match.group(1)] = match.group(2).strip()
+    return comments
+
+
+def build_parser(config_cls: type, description: str | None = None) -> argparse.ArgumentParser:
+    """dataclass 의 각 필드를 플래그로 만듭니다: `batch_size` → `--batch-size`.
+
+    - bool 필드 → `--flag / --no-flag`
+    - `Literal[...]` 필드 → 허용 값(choices) 검사
+    - 기본값과 필드 옆 주석이 `--help` 에 나옵니다.
+    """
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    hints = typing.get_type_hints(config_cls)
+    comments = _field_comments(config_cls)
+    for field in dataclasses.fields(config_cls):
+        flag = "--" + field.name.replace("_", "-")
+        hint = hints[field.name]
+        kwargs: dict = {"default": field.default, "help": comments.get(field.name, " ")}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is Literal:
+            choices = typing.get_args(hint)
+            kwargs.update(type=type(choices[0]), choices=choices)
+        elif hint in (int, float, str):
+            kwargs["type"] = hint
+        else:
+            raise TypeError(f"{config_cls.__name__}.{field.name}: 지원하지 않는 타입 {hint}")
+        parser.add_argument(flag, dest=field.name, **kwargs)
+    return parser
+
+
+def parse_config(config_cls: type, argv: list[str] | None = None):
+    """명령줄을 읽어 `config_cls` 인스턴스를 돌려줍니다.
+
+    잘못된 값(`--epochs -1`, 모르는 플래그, 허용되지 않는 장치)은 argparse 가 한 줄로
+    알리고 종료 코드 2로 끝냅니다. 또한 `UserError` 를 한 줄로 출력하는 예외 훅을 설치하고,
+    `--show` 가 아니면 matplotlib 을 화면 없는 Agg 백엔드로 둡니다.
+    """
+    main_doc = (getattr(sys.modules.get("__main__"), "__doc__", None) or "").strip()
+    parser = build_parser(config_cls, description=main_doc.split("\n")[0] or None)
+    args = parser.parse_args(argv)
+    for name, (minimum, inclusive) in _POSITIVE_FIELDS.items():
+        value = getattr(args, name, None)
+        if value is not None and (value < minimum if inclusive else value <= minimum):
+            relation = "이상" if inclusive else "보다 커야"
+            parser.error(f"--{name.replace('_', '-')} 는 {minimum} {relation} 합니다 (받은 값: {value}).")
+    try:
+        config = config_cls(**vars(args))
+    except ValueError as error:  # Config.__post_init__ 의 검사
+        parser.error(str(error))
+    sys.excepthook = _one_line_excepthook
+    if not config.show:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    return config
+
+
+def _one_line_excepthook(exc_type, exc_value, exc_traceback):
+    """UserError 와 Ctrl+C 는 한 줄로, 그 밖의 예외(버그)는 평소처럼 traceback 으로."""
+    if issubclass(exc_type, UserError):
+        print(f"오류: {exc_value}", file=sys.stderr)
+    elif issubclass(exc_type, KeyboardInterrupt):
+        print("중단되었습니다 (Ctrl+C).", file=sys.stderr)
+    else:
+        sys.__excepthook__(exc_type, exc_value, exc_traceback)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' 는 cuda → mps → cpu 순으로 고릅니다. 요청한 장치가 없으면 UserError."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    elif name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda 를 요청했지만 CUDA GPU를 찾을 수 없습니다. "
+                        "--device cpu 또는 --device auto 로 실행하세요.")
+    elif name == "mps" and not has_mps:
+        raise UserError("--device mps 를 요청했지만 Apple MPS 를 쓸 수 없습니다. "
+                        "--device cpu 또는 --device auto 로 실행하세요.")
+    elif name not in ("cpu", "cuda", "mps"):
+        raise UserError(f"알 수 없는 장치 '{name}': auto, cpu, cuda, mps 중 하나를 쓰세요.")
+    return torch.device(name)
+
+
+def set_seed(seed: int) -> None:
+    """Python, NumPy, PyTorch(CPU와 모든 GPU)의 난수 생성기를 한 번에 고정합니다.
+
+    DataLoader 의 작업자(worker) 프로세스는 `seed_worker` 를 `worker_init_fn` 으로 주면
+    각자 다르지만 재현 가능한 시드를 받습니다.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # CUDA 가 있으면 모든 GPU 도 함께 고정됩니다
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader(worker_init_fn=seed_worker): 작업자마다 torch 가 정한 시드를 NumPy·random 에도."""
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def make_out_dir(config: RunConfig, script_file: str) -> Path:
+    """출력 폴더: `--out-dir` 이 있으면 그것, 없으면 `outputs/<스크립트 이름>/`."""
+    out_dir = Path(config.out_dir) if config.out_dir else Path("outputs") / Path(script_file).stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """학습되는(requires_grad) 파라미터 수."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def describe_run(device: torch.device, model: torch.nn.Module | None = None, data: str = "") -> None:
+    """실행 시작 때 한 번: 장치, 데이터, 파라미터 수."""
+    parts = [f"장치(device): {device}"]
+    if data:
+        parts.append(f"데이터: {data}")
+    if model is not None:
+        parts.append(f"파라미터: {count_parameters(model):,}개")
+    print(" | ".join(parts))
+
+
+def library_versions() -> dict[str, str]:
+    """실행 기록에 남길 라이브러리 버전."""
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _to_jsonable(value):
+    """텐서·NumPy 값·Path 를 JSON 으로 쓸 수 있는 파이썬 값으로."""
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_run_record(out_dir: Path, *, script: str, config: RunConfig, data: str,
+                     device: torch.device, seconds: float, parameters: int,
+                     metrics: dict) -> Path:
+    """`metrics.json`: 무엇을, 어떤 데이터·장치로, 얼마나 걸려, 어떤 결과를 냈는지.
+
+    `metrics` 에는 숫자(또는 숫자 표)만 넣습니다. 같은 시드로 CPU에서 두 번 돌리면
+    `metrics` 는 같고 `seconds` 만 다릅니다.
+    """
+    record = {
+        "script": Path(script).name,
+        "data": data,
+        "device": str(device),
+        "seconds": round(seconds, 2),
+        "parameters": parameters,
+        "seed": config.seed,
+        "versions": library_versions(),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "metrics": _to_jsonable(metrics),
+        "config": dataclasses.asdict(config),
+    }
+    path = Path(out_dir) / "metrics.json"
+    tmp_path = path.with_suffix(".json.tmp")
+    tmp_path.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp_path, path)
+    return path
