@@ -25,10 +25,11 @@ def test_smoke_run(script, tmp_path):
     record = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert record["script"] == script.name
     assert record["device"] == "cpu"
-    assert record["data"] and "real" not in record["data"]
+    assert record["data"]
     assert record["parameters"] > 0
     assert record["config"]["smoke"] is True
     assert record["metrics"], "최종 지표가 비어 있습니다"
+    assert record["headline"]["name"] in record["metrics"]
     assert {"torch", "python"} <= set(record["versions"])
 
     for name in ("history.csv", "last.pt", "best.pt"):

@@ -230,12 +230,15 @@ def _to_jsonable(value):
 
 def write_run_record(out_dir: Path, *, script: str, config: RunConfig, data: str,
                      device: torch.device, seconds: float, parameters: int,
-                     metrics: dict) -> Path:
+                     metrics: dict, headline: str) -> Path:
     """`metrics.json`: 무엇을, 어떤 데이터·장치로, 얼마나 걸려, 어떤 결과를 냈는지.
 
     `metrics` 에는 숫자(또는 숫자 표)만 넣습니다. 같은 시드로 CPU에서 두 번 돌리면
-    `metrics` 는 같고 `seconds` 만 다릅니다.
+    `metrics` 는 같고 `seconds` 만 다릅니다. `headline` 은 이 장의 대표 지표 이름
+    (`metrics` 의 키)으로, benchmarks/run_all.py 가 결과표에 씁니다.
     """
+    if headline not in metrics:
+        raise KeyError(f"headline '{headline}' 이 metrics 에 없습니다: {sorted(metrics)}")
     record = {
         "script": Path(script).name,
         "data": data,
@@ -245,6 +248,7 @@ def write_run_record(out_dir: Path, *, script: str, config: RunConfig, data: str
         "seed": config.seed,
         "versions": library_versions(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "headline": {"name": headline, "value": _to_jsonable(metrics[headline])},
         "metrics": _to_jsonable(metrics),
         "config": dataclasses.asdict(config),
     }
