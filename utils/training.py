@@ -16,6 +16,7 @@ import contextlib
 import csv
 import math
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -93,9 +94,12 @@ def _format_metric(name: str, value) -> str:
 # ---------------------------------------------------------------------------
 def rng_states() -> dict:
     """모든 난수 생성기의 현재 상태 (이어하기를 끊김 없이 만들기 위해)."""
+    # NumPy 상태는 배열을 품은 튜플이라 weights_only 로 읽을 수 있게 텐서·기본형으로 풉니다.
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     states = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -104,11 +108,19 @@ def rng_states() -> dict:
 
 
 def set_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    random.setstate(_as_tuples(states["python"]))
+    numpy_state = states["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"],
+                         numpy_state["cached_gaussian"]))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _as_tuples(value):
+    """저장·읽기를 거치며 리스트가 된 튜플을 되돌립니다 (random.setstate 는 튜플만 받음)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, epoch: int, best_metric: float,
@@ -149,7 +161,7 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer=None, sched
     try:
         state = torch.load(path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, EOFError, ValueError) as error:
+    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise UserError(f"체크포인트 {path} 를 읽을 수 없습니다 ({str(error).splitlines()[0]}). "
                         "다른 설정으로 학습한 파일이면 지우고 다시 학습하세요.") from error
     for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
