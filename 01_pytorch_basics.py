@@ -92,7 +92,8 @@ class Config(RunConfig):
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"--val-fraction 은 0과 0.5 사이여야 합니다 (받은 값: {self.val_fraction}).")
         if self.hidden_size < 1 or self.sine_points < 4 or self.sine_steps < 1 or self.regression_steps < 1:
-            raise ValueError("--hidden-size, --sine-points(≥4), --sine-steps, --regression-steps 는 양수여야 합니다.")
+            raise ValueError("--hidden-size, --sine-steps, --regression-steps 는 양수, "
+                             "--sine-points 는 4 이상이어야 합니다.")
 
 
 # %% [1] 텐서(tensor) 기초 ------------------------------------------------------------

@@ -22,7 +22,9 @@ def load_chapter(number: str):
     (path,) = [p for p in CHAPTERS if p.name.startswith(number + "_")]
     spec = importlib.util.spec_from_file_location(f"chapter_{number}", path)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT))
+    sys.modules[spec.name] = module  # dataclass 와 get_type_hints 가 모듈을 찾을 수 있도록
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     spec.loader.exec_module(module)
     return module
 

@@ -142,8 +142,11 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, epoch: int, best_metr
     }
     path = Path(path)
     tmp_path = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp_path)
-    os.replace(tmp_path, path)
+    try:
+        torch.save(state, tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)  # 실패했을 때 반쯤 쓴 임시 파일을 남기지 않음
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
