@@ -505,13 +505,13 @@ def main(config: Config) -> dict:
     plot_history(history.rows, out_dir / "history.png", config.show, title=f"784-{config.hidden_size}-10 MLP")
     plot_confusion_matrix(confusion.numpy(), data.classes, out_dir / "confusion_matrix.png", config.show,
                           title=f"{data.name}: test confusion matrix")
-    wrong = (truth != predicted).nonzero().flatten()[:32]
-    shown = wrong if len(wrong) else torch.arange(min(8, evaluated))
+    wrong = (truth != predicted).nonzero().flatten()
+    shown = wrong[:32] if len(wrong) else torch.arange(min(8, evaluated))  # 틀린 것이 없으면 처음 8개
     plot_image_grid(x_test[:evaluated][shown].cpu(),
                     [f"true {truth[i]} / pred {predicted[i]}" for i in shown.tolist()],
                     out_dir / "misclassified.png", config.show, mean=[MNIST_MEAN], std=[MNIST_STD],
-                    title=f"Misclassified test images ({len(wrong)} of {evaluated})",
-                    title_colors=["red"] * len(shown))
+                    title=f"Misclassified test images ({len(wrong)} wrong of {evaluated})",
+                    title_colors=["red" if truth[i] != predicted[i] else "green" for i in shown.tolist()])
 
     metrics.update({"test_accuracy": test["accuracy"], "test_loss": test["loss"],
                     "best_val_accuracy": best_accuracy, "epochs_trained": epoch})
