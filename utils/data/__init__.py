@@ -1,0 +1,6 @@
+"""실제 데이터 불러오기(오프라인 대체 포함), 분야별 모듈로 나뉘어 있습니다.
+
+- common.py : 데이터 정책(auto / real / offline), 시간 제한이 있는 내려받기
+- vision.py : MNIST, Fashion-MNIST, sklearn digits (28x28)
+- tabular.py: California housing, sklearn diabetes
+"""
