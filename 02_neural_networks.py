@@ -90,7 +90,7 @@ def _float_list(text: str) -> list[float]:
 @dataclass
 class Config(RunConfig):
     epochs: int = 30  # 최종 학습의 최대 epoch (조기 종료가 더 일찍 멈출 수 있음)
-    batch_size: int = 64  # 미니배치 크기: 작을수록 잡음 많은 기울기 = 약한 규제 효과
+    batch_size: int = 64  # 미니배치 크기 (2 이상: BatchNorm 이 배치 통계를 씀). 작을수록 잡음 많은 기울기
     lr: float = 3e-3  # 최종 학습 Adam 의 최고 학습률 (OneCycleLR 의 max_lr)
     hidden: int = 256  # 최종 MLP 의 은닉층 너비 (2개 층)
     dropout: float = 0.2  # 최종 MLP 의 드롭아웃 확률 (은닉 뉴런을 지울 확률)
@@ -109,6 +109,8 @@ class Config(RunConfig):
             raise ValueError(f"--dropout 은 0 이상 1 미만이어야 합니다 (받은 값: {self.dropout}).")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"--val-fraction 은 0 과 0.5 사이여야 합니다 (받은 값: {self.val_fraction}).")
+        if self.batch_size == 1:
+            raise ValueError("--batch-size 는 2 이상이어야 합니다 (BatchNorm 은 배치의 평균·분산을 씁니다).")
         for name in ("hidden", "patience", "study_samples", "study_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다 "
@@ -399,6 +401,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
     model.train()  # Dropout 켜기, BatchNorm 은 배치 통계로 정규화하고 running 통계를 갱신
     order = torch.randperm(len(y))
     batches = [order[start:start + batch_size] for start in range(0, len(y), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:  # train 모드 BatchNorm 은 표본 2개 이상이 필요
+        batches.pop()
     batches = batches[:max_batches]
     losses = []
     for step, index in enumerate(progress(batches, desc=desc or f"epoch {epoch}"), start=1):
@@ -406,7 +410,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
         logits = model(x[index])  # (B, K)
         loss = F.cross_entropy(logits, y[index])  # log-softmax + 음의 로그 우도, 배치 평균
         if allow_divergence and not torch.isfinite(loss):
-            losses.append(math.nan)
+            losses.append(torch.tensor(math.nan))
             break
         check_finite(loss, epoch, step)
         optimizer.zero_grad()  # .grad 는 backward 마다 더해지므로(accumulate) 배치마다 비움
@@ -414,8 +418,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
         optimizer.step()
         if scheduler is not None:
             scheduler.step()  # OneCycleLR·코사인은 배치마다 학습률을 바꿈
-        losses.append(loss.detach())
-    return [value if isinstance(value, float) else value.item() for value in losses]
+        losses.append(loss.detach().cpu())  # .item() 은 GPU 를 기다리게 하므로 epoch 끝에 한 번에
+    return torch.stack(losses).tolist()
 
 
 # %% [3. 학습 (2) 최적화 기법의 갱신식: SGD, 모멘텀, Adam]
@@ -535,14 +539,17 @@ def short_run(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, 
                                  epoch=epoch, max_batches=budget.max_batches, allow_divergence=True,
                                  desc=f"{label} {epoch}/{budget.epochs}")
         step_losses += losses
-        epoch_losses.append(sum(losses) / len(losses))
+        finite = [value for value in losses if math.isfinite(value)]
+        if finite:  # 발산한 epoch 은 그 전까지의 (아주 큰) 손실만 평균
+            epoch_losses.append(sum(finite) / len(finite))
         if math.isnan(losses[-1]):  # 발산: 더 학습해도 의미 없음
             break
     diverged = math.isnan(step_losses[-1])
     _, train_acc, _ = evaluate(model, data.x_train, data.y_train, budget.max_batches)
     _, val_acc, _ = evaluate(model, data.x_val, data.y_val, budget.max_batches)
     return {"step_losses": step_losses, "epoch_losses": epoch_losses, "diverged": diverged,
-            "train_loss": epoch_losses[-1], "train_acc": math.nan if diverged else train_acc,
+            "train_loss": math.nan if diverged else epoch_losses[-1],
+            "train_acc": math.nan if diverged else train_acc,
             "val_acc": math.nan if diverged else val_acc}
 
 
@@ -576,7 +583,7 @@ def activation_study(data: Splits, budget: Budget, seed: int, out_dir: Path, sho
     results, grad_norms = {}, {}
     for name in ACTIVATIONS:
         torch.manual_seed(seed)  # 같은 시드 → 같은 초기 가중치 분포·같은 배치 순서
-        model = make_mlp(hidden, depth, activation=name).to(data.x_train.device)
+        model = make_mlp(hidden, depth, activation=name).to(data.x_train.device)  # PyTorch 기본 초기화
         grad_norms[name] = first_layer_grad_norm(model, data.x_train[:budget.batch_size],
                                                  data.y_train[:budget.batch_size])
         results[name] = short_run(model, torch.optim.SGD(model.parameters(), lr=lr), data, budget, name)
@@ -627,9 +634,9 @@ def init_study(data: Splits, budget: Budget, seed: int, out_dir: Path, show: boo
     plot_curves({name: [max(s, 1e-12) for s in values] for name, values in stats.items()},
                 out_dir / "init_activation_std.png", show=show, xlabel="hidden layer",
                 ylabel="activation std", logy=True, title=f"Activation std per layer (ReLU, depth {depth})")
-    plot_curves({name: r["epoch_losses"] for name, r in results.items()},
-                out_dir / "init_study.png", show=show, ylabel="train loss", logy=True,
-                title="Initialisation: first epochs (SGD + momentum)")
+    plot_curves({name + (" (diverged)" if r["diverged"] else ""): r["epoch_losses"]
+                 for name, r in results.items()}, out_dir / "init_study.png", show=show,
+                ylabel="train loss", logy=True, title="Initialisation: first epochs (SGD + momentum)")
     return stats_table, results_table(results, "init")
 
 
