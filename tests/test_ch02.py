@@ -188,6 +188,28 @@ def test_early_stopping_state_is_saved_and_resumed(mod, tmp_path):
     assert resumed["test_accuracy"] == metrics["test_accuracy"]
 
 
+def test_ctrl_c_then_resume_equals_uninterrupted_run(mod, tmp_path, monkeypatch):
+    config = dict(data="offline", device="cpu", epochs=5, patience=10, studies=False, hidden=64)
+    full = mod.main(mod.Config(**config, out_dir=str(tmp_path / "full")))
+
+    real_train_one_epoch = mod.train_one_epoch
+
+    def interrupted_in_epoch_3(*args, **kwargs):  # epoch 3 도중에 Ctrl+C 를 누른 것처럼
+        if kwargs.get("epoch") == 3:
+            raise KeyboardInterrupt
+        return real_train_one_epoch(*args, **kwargs)
+
+    out_dir = tmp_path / "interrupted"
+    monkeypatch.setattr(mod, "train_one_epoch", interrupted_in_epoch_3)
+    with pytest.raises(SystemExit) as exit_info:
+        mod.main(mod.Config(**config, out_dir=str(out_dir)))
+    assert exit_info.value.code == 130
+    monkeypatch.setattr(mod, "train_one_epoch", real_train_one_epoch)
+    resumed = mod.main(mod.Config(**config, out_dir=str(out_dir), resume=True))
+    assert resumed == full
+    assert (out_dir / "history.csv").read_text() == (tmp_path / "full" / "history.csv").read_text()
+
+
 @pytest.mark.slow
 def test_short_offline_run_beats_chance(mod, tmp_path):
     metrics = mod.main(mod.Config(data="offline", out_dir=str(tmp_path), device="cpu", epochs=6,
