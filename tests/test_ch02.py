@@ -174,7 +174,7 @@ def test_chapter_trains_and_predicts_on_fashion_layout(mod, tmp_path):
 # ---------------------------------------------------------------------------
 def test_early_stopping_state_is_saved_and_resumed(mod, tmp_path):
     config = dict(data="offline", out_dir=str(tmp_path), device="cpu", epochs=30, patience=1,
-                  studies=False, hidden=64)
+                  batch_size=128, studies=False, hidden=64)
     metrics = mod.main(mod.Config(**config))
     assert metrics["stopped_early"] == 1
     assert metrics["epochs_trained"] < 30
@@ -189,7 +189,7 @@ def test_early_stopping_state_is_saved_and_resumed(mod, tmp_path):
 
 
 def test_ctrl_c_then_resume_equals_uninterrupted_run(mod, tmp_path, monkeypatch):
-    config = dict(data="offline", device="cpu", epochs=5, patience=10, studies=False, hidden=64)
+    config = dict(data="offline", device="cpu", epochs=4, batch_size=128, studies=False, hidden=64)
     full = mod.main(mod.Config(**config, out_dir=str(tmp_path / "full")))
 
     real_train_one_epoch = mod.train_one_epoch
@@ -213,7 +213,7 @@ def test_ctrl_c_then_resume_equals_uninterrupted_run(mod, tmp_path, monkeypatch)
 @pytest.mark.slow
 def test_short_offline_run_beats_chance(mod, tmp_path):
     metrics = mod.main(mod.Config(data="offline", out_dir=str(tmp_path), device="cpu", epochs=6,
-                                  studies=False))
+                                  batch_size=128, hidden=128, studies=False))
     assert metrics["test_accuracy"] >= 0.80, metrics  # 우연 수준 0.10 보다 훨씬 위
     report = (tmp_path / "classification_report.txt").read_text(encoding="utf-8")
     assert "precision" in report and "accuracy" in report
@@ -260,7 +260,7 @@ def test_config_validation_is_a_one_line_error(mod, args, expected, capsys):
 
 
 def test_same_seed_same_metrics(mod, tmp_path):
-    config = dict(data="offline", device="cpu", epochs=2, studies=False, hidden=64)
+    config = dict(data="offline", device="cpu", epochs=1, studies=False, hidden=32)
     first = mod.main(mod.Config(**config, out_dir=str(tmp_path / "a")))
     second = mod.main(mod.Config(**config, out_dir=str(tmp_path / "b")))
     assert first == second
