@@ -637,9 +637,12 @@ def init_study(data: Splits, budget: Budget, seed: int, out_dir: Path, show: boo
     plot_curves({name: [max(s, 1e-12) for s in values] for name, values in stats.items()},
                 out_dir / "init_activation_std.png", show=show, xlabel="hidden layer",
                 ylabel="activation std", logy=True, title=f"Activation std per layer (ReLU, depth {depth})")
-    plot_curves({name + (" (diverged)" if r["diverged"] else ""): r["epoch_losses"]
-                 for name, r in results.items()}, out_dir / "init_study.png", show=show,
-                ylabel="train loss", logy=True, title="Initialisation: first epochs (SGD + momentum)")
+    # 발산한 실험은 손실이 10^30 을 넘어 다른 곡선을 가리므로 그림에서 빼고 제목에 적습니다
+    diverged = [name for name, r in results.items() if r["diverged"]]
+    plot_curves({name: r["epoch_losses"] for name, r in results.items() if not r["diverged"]},
+                out_dir / "init_study.png", show=show, ylabel="train loss", logy=True,
+                title="Initialisation: first epochs (SGD + momentum)"
+                + (f"\ndiverged: {', '.join(diverged)}" if diverged else ""))
     return stats_table, results_table(results, "init")
 
 
