@@ -469,13 +469,16 @@ def main(config: Config) -> dict:
     extra = {"hidden_size": config.hidden_size, "classes": data.classes}
     epochs = 1 if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None  # --smoke: 학습·평가 모두 배치 하나
-    epoch = start_epoch - 1
+    completed = start_epoch - 1  # 끝까지 마치고 last.pt 에 저장한 마지막 epoch
 
     def save_last():
-        save_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, epoch=epoch,
+        save_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, epoch=completed,
                         best_metric=best_accuracy, extra=extra)
 
-    with save_on_interrupt(save_last, out_dir):
+    # Ctrl+C: 끝난 epoch 의 last.pt 가 이미 있으면 그대로 둡니다 (거기서 --resume 하면 끊지 않은
+    # 학습과 똑같이 이어짐). 아직 끝난 epoch 이 없을 때만 지금 상태를 epoch 0 으로 저장합니다.
+    on_interrupt = lambda: None if completed > 0 else save_last()
+    with save_on_interrupt(on_interrupt, out_dir):
         for epoch in range(start_epoch, epochs + 1):
             train_loss, train_accuracy = train_one_epoch(model, x_train, y_train, optimizer,
                                                          config.batch_size, epoch, max_batches)
@@ -486,9 +489,11 @@ def main(config: Config) -> dict:
                 best_accuracy = val["accuracy"]
                 save_checkpoint(out_dir / "best.pt", model=model, epoch=epoch,
                                 best_metric=best_accuracy, extra=extra)
+            completed = epoch
             save_last()
     if not (out_dir / "best.pt").exists():  # 이어하기로 이미 끝까지 학습한 경우 등
-        save_checkpoint(out_dir / "best.pt", model=model, epoch=epoch, best_metric=best_accuracy, extra=extra)
+        save_checkpoint(out_dir / "best.pt", model=model, epoch=completed, best_metric=best_accuracy,
+                        extra=extra)
 
     # 4. 평가: 검증 정확도가 가장 좋았던 모델을 저장 파일에서 새로 불러와(저장·불러오기 확인) 시험
     reloaded = build_mlp(config.hidden_size).to(device)
@@ -514,7 +519,7 @@ def main(config: Config) -> dict:
                     title_colors=["red" if truth[i] != predicted[i] else "green" for i in shown.tolist()])
 
     metrics.update({"test_accuracy": test["accuracy"], "test_loss": test["loss"],
-                    "best_val_accuracy": best_accuracy, "epochs_trained": epoch})
+                    "best_val_accuracy": best_accuracy, "epochs_trained": completed})
     write_run_record(out_dir, script=__file__, config=config, data=data.name, device=device,
                      seconds=time.perf_counter() - started, parameters=count_parameters(model),
                      metrics=metrics, headline="test_accuracy")

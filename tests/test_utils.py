@@ -59,7 +59,7 @@ def test_bad_flags_exit_with_usage_error(argv, capsys):
         parse_config(ToyConfig, argv)
     assert exit_info.value.code == 2
     error_lines = capsys.readouterr().err.strip().splitlines()
-    assert error_lines[-1].startswith("usage:") is False and "error:" in error_lines[-1]
+    assert len(error_lines) == 1 and error_lines[0].startswith("오류: ")  # 한 줄, traceback 없음
 
 
 def test_post_init_value_error_becomes_usage_error(capsys):

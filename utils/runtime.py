@@ -77,6 +77,13 @@ def _field_comments(config_cls: type) -> dict[str, str]:
     return comments
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse 의 오류(사용법 여러 줄 + error:)를 "오류: ..." 한 줄로 바꾼 것. 종료 코드는 그대로 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"오류: {message} (사용법: --help)\n")
+
+
 def build_parser(config_cls: type, description: str | None = None) -> argparse.ArgumentParser:
     """dataclass 의 각 필드를 플래그로 만듭니다: `batch_size` → `--batch-size`.
 
@@ -84,7 +91,7 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
     - `Literal[...]` 필드 → 허용 값(choices) 검사
     - 기본값과 필드 옆 주석이 `--help` 에 나옵니다.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     hints = typing.get_type_hints(config_cls)
