@@ -40,7 +40,7 @@
     다른 설정(측정값, GOOG 시험 RMSE / skill): --target return 15.14 / −0.009, --cell gru 15.02 /
         −0.001, --cell rnn 14.995 / +0.0004, --no-residual 19.19 / −0.28 (학습 구간 최고가 555달러를
         넘는 가격에서 무너짐).
-    시간·메모리: 약 25초, 최대 메모리(RSS) 약 1.0 GB (2-core CPU, 다른 작업과 공유 중 측정).
+    시간·메모리: 25~85초(다른 작업과 공유 중인 2-core CPU, 부하에 따라), 최대 메모리(RSS) 1.0 GB.
     --csv 실제 파일(예: Netflix)의 결과와 GPU 결과는 측정하지 않았습니다.
 """
 
@@ -238,6 +238,12 @@ def prepare_series(prices: np.ndarray, *, window: int, target: str, val_fraction
                         "last_price": torch.from_numpy(prices[index[mask] - 1]),
                         "true_price": torch.from_numpy(prices[index[mask]])}
     return WindowedSeries(prices, scaler, target, train_end, val_end, splits)
+
+
+def keep_first_batch(data: WindowedSeries, batch_size: int) -> None:
+    """--smoke: 분할마다 앞쪽 창 한 배치만 남깁니다 (학습 한 배치, 평가 한 배치)."""
+    data.splits = {name: {key: value[:batch_size] for key, value in split.items()}
+                   for name, split in data.splits.items()}
 
 
 def to_price(prediction: torch.Tensor, last_price: torch.Tensor, scaler: Scaler, target: str) -> torch.Tensor:
@@ -661,8 +667,7 @@ def run_sanity_check(config: Config, device, max_batches: int | None, out_dir: P
     data = prepare_series(values, window=config.window, target="close",  # 0 근처를 지나는 신호라 가격 목표로
                           val_fraction=config.val_fraction, test_fraction=config.test_fraction)
     if config.smoke:
-        data.splits = {name: {k: v[: config.batch_size] for k, v in split.items()}
-                       for name, split in data.splits.items()}
+        keep_first_batch(data, config.batch_size)
     model = build_model(config, "close").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     epochs = 1 if config.smoke else config.sanity_epochs
@@ -756,17 +761,17 @@ def main(config: Config) -> dict:
     series = load_prices(config.data, config.csv, config.column, config.smoke, minimum_rows(config))
     data = prepare_series(series.values, window=config.window, target=config.target,
                           val_fraction=config.val_fraction, test_fraction=config.test_fraction)
-    if config.smoke:  # 분할마다 창 한 배치만
-        data.splits = {name: {k: v[: config.batch_size] for k, v in split.items()}
-                       for name, split in data.splits.items()}
+    if config.smoke:
+        keep_first_batch(data, config.batch_size)
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
     dates = series.dates
     goal = "다음날 가격" if config.target == "close" else "다음날 로그 수익률"
     print(f"[1. 데이터] {series.name}: {len(series.values)}일, {dates[0]} ~ {dates[-1]}, 목표 = {goal}")
     print(f"  분할(시간 순서): 학습 ~{dates[data.train_end - 1]} | 검증 ~{dates[data.val_end - 1]} | "
           f"시험 ~{dates[-1]};  창 수 {len(train['x'])} / {len(val['x'])} / {len(test['x'])}")
+    first = int(train["index"][0])  # 첫 학습 창의 정답 위치
     print(f"  창 모양: 입력 {tuple(train['x'].shape)} (K, T), 정답 {tuple(train['y'].shape)} (K,); "
-          f"첫 창 = {config.window}일 → {config.window + 1}일째 (위치 {int(train['index'][0])})")
+          f"첫 학습 창 = 위치 {first - config.window}~{first - 1} 의 {config.window}일 → 위치 {first}")
     print(f"  스케일러(학습 구간만): 평균 {data.scaler.mean:.4f}, 표준편차 {data.scaler.std:.4f}")
 
     # 2. 모델 --------------------------------------------------------------------------------

@@ -132,8 +132,9 @@ def read_price_csv(path: str | Path, column: str = "Close", min_rows: int = 2) -
             else "날짜순이 아니어서 정렬했습니다"
         print(f"[데이터] {path.name}: {how} (과거 → 최신).")
     if len(day) < min_rows:
-        raise UserError(f"{path} 에 데이터 행이 {len(day)}개뿐입니다. 창 길이와 학습/검증/시험 분할에 "
-                        f"최소 {min_rows}행이 필요합니다 (--window 를 줄이거나 더 긴 기간을 받으세요).")
+        raise UserError(f"{path} 에 데이터 행이 {len(day)}개뿐인데 최소 {min_rows}행이 필요합니다 "
+                        "(창 길이 --window 와 학습/검증/시험 분할). "
+                        "--window 를 줄이거나 더 긴 기간을 받으세요.")
     return PriceSeries(day[order], values.to_numpy(dtype=np.float64)[order], value_column,
                        f"{path.name} ({value_column})")
 
