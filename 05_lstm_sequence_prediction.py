@@ -800,11 +800,13 @@ def main(config: Config) -> dict:
         start_epoch, best = state["epoch"] + 1, state["best_metric"]
         stopper.load_state_dict(state["extra"]["early_stopping"])
         history.truncate(state["epoch"])
-    epoch = start_epoch - 1
-    save_last = lambda: save_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, epoch=epoch,
-                                        best_metric=best,
+    completed = start_epoch - 1  # 끝까지 마치고 last.pt 에 저장한 마지막 epoch
+    save_last = lambda: save_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer,
+                                        epoch=completed, best_metric=best,
                                         extra={**extra, "early_stopping": stopper.state_dict()})
-    with save_on_interrupt(save_last, out_dir):
+    # Ctrl+C: 끝난 epoch 의 last.pt 가 있으면 그대로 둡니다 (--resume 이 끊지 않은 학습과 같게 이어짐).
+    on_interrupt = lambda: None if completed > 0 else save_last()
+    with save_on_interrupt(on_interrupt, out_dir):
         for epoch in range(start_epoch, epochs + 1):
             if stopper.should_stop:
                 break
@@ -817,6 +819,7 @@ def main(config: Config) -> dict:
                 best = val_result["rmse"]
                 save_checkpoint(out_dir / "best.pt", model=model, optimizer=optimizer, epoch=epoch,
                                 best_metric=best, extra=extra)
+            completed = epoch
             save_last()
         if stopper.should_stop:
             print(f"  조기 종료(early stopping): 검증 RMSE 가 {config.patience} epoch 동안 나아지지 않음")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -34,15 +32,7 @@ NASDAQ_CSV = """Date,Close/Last,Volume,Open,High,Low
 
 @pytest.fixture(scope="module")
 def mod():
-    try:
-        return load_chapter("05")
-    except AttributeError:
-        # 이전 conftest 는 모듈을 sys.modules 에 등록하지 않아 dataclass 정의가 실패합니다: 직접 등록
-        spec = importlib.util.spec_from_file_location("chapter_05", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
+    return load_chapter("05")
 
 
 def write(tmp_path, name, text):
