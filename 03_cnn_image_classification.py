@@ -40,8 +40,6 @@
     아직 없습니다. 기본 설정(폭 16)으로 CPU 에서 CIFAR-10 을 돌리면 80% 안팎으로 예상되나 역시 미측정입니다.
 """
 
-from __future__ import annotations
-
 import json
 import math
 import time
@@ -351,19 +349,23 @@ class ResidualBlock(nn.Module):
     깊은 망에서도 기울기 소실(vanishing gradient)이 덜합니다.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, skip: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, skip: bool = True,
+                 batch_norm: bool = True):
         super().__init__()
+        norm = nn.BatchNorm2d if batch_norm else lambda channels: nn.Identity()
         self.residual = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=not batch_norm),
+            norm(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=not batch_norm),
+            norm(out_channels),
         )
-        self.skip = skip  # False 면 같은 층을 지름길 없이 쌓은 '평범한(plain)' 블록 (깊이 실험용)
+        # 아래 두 스위치는 깊이 실험용: skip=False 면 같은 층을 지름길 없이 쌓은 '평범한(plain)' 블록,
+        # batch_norm=False 면 BatchNorm 의 도움 없이 깊이와 지름길의 효과만 봅니다.
+        self.skip = skip
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
+                norm(out_channels),
             )
         else:
             self.shortcut = nn.Identity()
@@ -399,15 +401,16 @@ class ResNet(nn.Module):
 class DeepNet(nn.Module):
     """깊이 실험용: 줄기(stride 2, 32→16) + 같은 모양의 블록 여러 개 + 출력층. skip 으로 지름길을 켜고 끔.
 
-    층 수 = 줄기 1 + 블록 수 × 2 + 출력 FC 1.
+    층 수 = 줄기 1 + 블록 수 × 2 + 출력 FC 1. BatchNorm 없이(batch_norm=False) 쌓아서 깊이 자체의
+    어려움을 드러냅니다. 폭(width)은 실험을 빨리 끝내려고 작게 둡니다.
     """
 
-    def __init__(self, num_classes: int, layers: int, skip: bool, width: int = 16):
+    def __init__(self, num_classes: int, layers: int, skip: bool, width: int = 8, batch_norm: bool = False):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         blocks = (layers - 2) // 2
-        self.blocks = nn.Sequential(*[ResidualBlock(width, width, skip=skip) for _ in range(blocks)])
+        self.blocks = nn.Sequential(*[ResidualBlock(width, width, skip=skip, batch_norm=batch_norm)
+                                      for _ in range(blocks)])  # (B, width, 16, 16)
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -671,10 +674,10 @@ def plot_depth_comparison(result: dict, path: Path, show: bool) -> Path:
 # %%
 def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     """학습한 best.pt 로 이미지 파일 한 장을 분류합니다. 상위 3개 클래스와 확률을 출력."""
+    image = read_predict_image(config.predict)  # (1, 3, 32, 32) uint8, 이미지가 아니면 UserError
     checkpoint = out_dir / "best.pt"
     if not checkpoint.exists():
         raise UserError(f"{checkpoint} 가 없습니다. 먼저 --predict 없이 학습하세요 (같은 --out-dir).")
-    image = read_predict_image(config.predict)  # (1, 3, 32, 32) uint8, 이미지가 아니면 UserError
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # 모델 설정(extra)만 먼저 읽음
     extra = state["extra"]
     model_config = Config(**{**vars(config), **extra["model_config"]})
