@@ -95,7 +95,7 @@ class Config(RunConfig):
     augment: bool = True  # 무작위 자르기(패딩 4) + 좌우 뒤집기
     mlp_epochs: int = 8  # MLP 기준선 학습 epoch (CNN 과 같은 수)
     mlp_hidden: int = 512  # MLP 기준선 은닉층 크기
-    depth_layers: int = 20  # 깊이 실험의 '깊은' 망 층 수 (얕은 망은 8층)
+    depth_layers: int = 32  # 깊이 실험의 '깊은' 망 층 수 (얕은 망은 8층)
     depth_steps: int = 150  # 깊이 실험에서 망마다 학습할 배치 수 (0 이면 실험 생략)
     pretrained: bool = False  # ResNet-18 ImageNet 가중치로 전이 학습 (가중치를 받을 수 있을 때)
     transfer_epochs: int = 2  # 전이 학습: 몸통을 얼리고 머리만 학습하는 epoch
@@ -401,17 +401,30 @@ class ResNet(nn.Module):
 class DeepNet(nn.Module):
     """깊이 실험용: 줄기(stride 2, 32→16) + 같은 모양의 블록 여러 개 + 출력층. skip 으로 지름길을 켜고 끔.
 
-    층 수 = 줄기 1 + 블록 수 × 2 + 출력 FC 1. BatchNorm 없이(batch_norm=False) 쌓아서 깊이 자체의
-    어려움을 드러냅니다. 폭(width)은 실험을 빨리 끝내려고 작게 둡니다.
+    층 수 = 줄기 1 + 블록 수 × 2 + 출력 FC 1. He et al.(2015)의 실험처럼 BatchNorm 을 쓰고도
+    평범한 망은 깊을수록 학습 손실이 높습니다. 폭(width)은 실험을 빨리 끝내려고 작게 둡니다.
     """
 
-    def __init__(self, num_classes: int, layers: int, skip: bool, width: int = 8, batch_norm: bool = False):
+    def __init__(self, num_classes: int, layers: int, skip: bool, width: int = 8, batch_norm: bool = True):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1, bias=not batch_norm),
+                                  nn.BatchNorm2d(width) if batch_norm else nn.Identity(),
+                                  nn.ReLU(inplace=True))
         blocks = (layers - 2) // 2
         self.blocks = nn.Sequential(*[ResidualBlock(width, width, skip=skip, batch_norm=batch_norm)
                                       for _ in range(blocks)])  # (B, width, 16, 16)
         self.head = nn.Linear(width, num_classes)
+        # 합성곱은 ReLU 에 맞춘 He 초기화(분산 2/fan_in: 층을 지나도 신호 분산이 유지되도록).
+        # 잔차 망은 가지의 마지막 BN 의 γ 를 0 으로 둬서 처음엔 블록이 항등 함수 x 가 되게 합니다
+        # (zero-init residual; Goyal et al., 2017). 그래야 블록을 쌓아도 분산이 불어나지 않습니다.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        if skip:
+            for block in self.blocks:
+                nn.init.zeros_(block.residual[-1].weight)  # 마지막 BN 의 γ 또는 마지막 합성곱
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
@@ -516,6 +529,8 @@ def fit_quick(model, data, *, mean, std, device, epochs: int, batch_size: int, l
 # %%
 def depth_experiment(data, *, mean, std, device, config: Config, smoke: bool) -> dict:
     """얕은 평범한 망(8층), 깊은 평범한 망, 깊은 잔차 망을 같은 배치 수만큼 학습해 비교합니다.
+
+    2-core CPU 측정값(150 배치): 학습 손실 plain-8 ≈ 1.97, plain-32 ≈ 2.27, residual-32 ≈ 2.09.
 
     평범한(plain) 망은 층을 쌓을수록 학습 손실이 오히려 높아집니다(성능 저하 문제, degradation
     problem; He et al., 2015). 과적합이 아니라 최적화가 어려워서입니다. 지름길이 있으면 같은
