@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Literal
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -690,6 +691,11 @@ def plot_depth_comparison(result: dict, path: Path, show: bool) -> Path:
                        title="Plain vs residual: deeper plain nets train worse")
 
 
+# 체크포인트에는 NumPy 난수 상태(배열)가 들어 있어 weights_only=True 로 읽으려면 NumPy 의 배열 복원
+# 함수들을 허용 목록에 올려야 합니다 (utils.training.load_checkpoint 가 아직 이를 하지 않아 여기서 감쌈).
+NUMPY_SAFE_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 # %% [markdown]
 # ## 7. 추론: 이미지 한 장
 
@@ -700,11 +706,12 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     checkpoint = out_dir / "best.pt"
     if not checkpoint.exists():
         raise UserError(f"{checkpoint} 가 없습니다. 먼저 --predict 없이 학습하세요 (같은 --out-dir).")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # 모델 설정(extra)만 먼저 읽음
-    extra = state["extra"]
-    model_config = Config(**{**vars(config), **extra["model_config"]})
-    model = build_model(model_config.model, len(extra["classes"]), model_config).to(device)
-    load_checkpoint(checkpoint, model=model, device=device, restore_rng=False)
+    with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # 모델 설정(extra)을 먼저 읽음
+        extra = state["extra"]
+        model_config = Config(**{**vars(config), **extra["model_config"]})
+        model = build_model(model_config.model, len(extra["classes"]), model_config).to(device)
+        load_checkpoint(checkpoint, model=model, device=device, restore_rng=False)
     model.eval()  # BatchNorm 이동 평균, Dropout 끔
     with torch.no_grad():
         logits = model(to_model_input(image, torch.tensor(extra["mean"]), torch.tensor(extra["std"]), device))
@@ -761,8 +768,9 @@ def main(config: Config) -> dict:
                               "dropout": config.dropout, "blocks_per_stage": config.blocks_per_stage},
              "train_seconds": 0.0, "train_images": 0}
     if config.resume:
-        state = load_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                                scaler=scaler, device=device)
+        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+            state = load_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer,
+                                    scheduler=scheduler, scaler=scaler, device=device)
         start_epoch, best = state["epoch"] + 1, state["best_metric"]
         extra.update(state["extra"])
         history.truncate(state["epoch"])
