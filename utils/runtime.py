@@ -237,12 +237,13 @@ def _to_jsonable(value):
 
 def write_run_record(out_dir: Path, *, script: str, config: RunConfig, data: str,
                      device: torch.device, seconds: float, parameters: int,
-                     metrics: dict, headline: str) -> Path:
+                     metrics: dict, headline: str, timing: dict | None = None) -> Path:
     """`metrics.json`: 무엇을, 어떤 데이터·장치로, 얼마나 걸려, 어떤 결과를 냈는지.
 
     `metrics` 에는 숫자(또는 숫자 표)만 넣습니다. 같은 시드로 CPU에서 두 번 돌리면
     `metrics` 는 같고 `seconds` 만 다릅니다. `headline` 은 이 장의 대표 지표 이름
-    (`metrics` 의 키)으로, benchmarks/run_all.py 가 결과표에 씁니다.
+    (`metrics` 의 키)으로, benchmarks/run_all.py 가 결과표에 씁니다. 실행마다 달라지는 측정값
+    (예: 초당 이미지 수)은 `metrics` 가 아니라 `timing` 에 넣습니다.
     """
     if headline not in metrics:
         raise KeyError(f"headline '{headline}' 이 metrics 에 없습니다: {sorted(metrics)}")
@@ -251,6 +252,7 @@ def write_run_record(out_dir: Path, *, script: str, config: RunConfig, data: str
         "data": data,
         "device": str(device),
         "seconds": round(seconds, 2),
+        "timing": _to_jsonable(timing or {}),
         "parameters": parameters,
         "seed": config.seed,
         "versions": library_versions(),

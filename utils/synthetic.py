@@ -6,6 +6,154 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ---- 03장: 32x32 컬러 도형 10종 (CIFAR-10 대체) ----
+SHAPE_CLASSES = ["circle", "ring", "ellipse", "triangle", "square",
+                 "star", "cross", "crescent", "heart", "arrow"]
+SHAPE_IMAGE_SIZE = 32  # CIFAR-10 과 같은 32x32
+
+
+def _shape_mask(label: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """도형 안쪽이면 True. (u, v) 는 도형 중심·회전·크기로 맞춘 좌표(반지름 1 ≈ 도형 크기).
+
+    정다각형은 극좌표로: 꼭짓점 k 개, 외접원 반지름 1 이면 각 φ 방향의 변까지 거리는
+    cos(π/k) / cos(φ' - π/k),  φ' = φ mod (2π/k).
+    """
+    r = torch.sqrt(u * u + v * v)
+    phi = torch.atan2(v, u)
+    name = SHAPE_CLASSES[label]
+    if name == "circle":
+        return r < 0.9
+    if name == "ring":
+        return (r < 1.0) & (r > 0.55)
+    if name == "ellipse":
+        return (u / 1.05) ** 2 + (v / 0.5) ** 2 < 1
+    if name in ("triangle", "square"):
+        k = 3 if name == "triangle" else 4
+        sector = 2 * math.pi / k
+        phi_in_sector = torch.remainder(phi, sector) - sector / 2
+        return r * torch.cos(phi_in_sector) < math.cos(math.pi / k)
+    if name == "star":  # 꼭짓점 5개: 바깥 반지름 1, 안쪽 반지름 0.42 사이를 각도에 따라 직선 보간
+        sector = 2 * math.pi / 5
+        t = (torch.remainder(phi, sector) / sector - 0.5).abs() * 2  # 꼭짓점에서 1, 사이에서 0
+        return r < 0.42 + 0.58 * t
+    if name == "cross":
+        arm = 0.3
+        return ((u.abs() < arm) & (v.abs() < 1)) | ((v.abs() < arm) & (u.abs() < 1))
+    if name == "crescent":
+        return (r < 1) & ((u - 0.45) ** 2 + v * v > 0.78 ** 2)
+    if name == "heart":  # (x² + y² − 1)³ − x² y³ < 0 (하트 곡선)
+        x, y = u * 1.25, -v * 1.25 + 0.25
+        return (x * x + y * y - 1) ** 3 - x * x * y ** 3 < 0
+    if name == "arrow":
+        shaft = (v.abs() < 0.2) & (u > -1) & (u < 0.1)
+        head = (u >= 0.1) & (u < 1) & (v.abs() < 0.75 * (1 - u) / 0.9)
+        return shaft | head
+    raise ValueError(name)
+
+
+def _smooth_noise(count: int, size: int, cells: int, generator: torch.Generator) -> torch.Tensor:
+    """cells x cells 난수를 쌍삼차(bicubic) 보간으로 키운 부드러운 얼룩 무늬. (N, 1, size, size), 0~1."""
+    coarse = torch.rand(count, 1, cells, cells, generator=generator)
+    smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    low = smooth.amin(dim=(2, 3), keepdim=True)
+    high = smooth.amax(dim=(2, 3), keepdim=True)
+    return (smooth - low) / (high - low + 1e-6)
+
+
+def _shape_templates(resolution: int = 64, extent: float = 1.2) -> torch.Tensor:
+    """도형 10종을 한 번씩만 그린 틀(template). (10, 1, R, R), 좌표 범위 [-extent, extent].
+
+    4배 해상도로 그린 뒤 평균 풀링해 가장자리를 매끈하게(anti-aliasing) 만듭니다.
+    """
+    fine = resolution * 4
+    coords = (torch.arange(fine, dtype=torch.float32) + 0.5) / fine * 2 * extent - extent
+    v, u = torch.meshgrid(coords, coords, indexing="ij")  # 행이 v(아래로), 열이 u(오른쪽으로)
+    masks = torch.stack([_shape_mask(label, u, v).float() for label in range(len(SHAPE_CLASSES))])
+    return F.avg_pool2d(masks.unsqueeze(1), 4)  # (10, 1, R, R)
+
+
+def make_color_shapes(count: int, seed: int, noise_std: float = 0.06,
+                      chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """32x32 컬러 도형 이미지 `count` 장. 반환: images (N, 3, 32, 32) uint8, labels (N,) int64.
+
+    어렵게 만드는 요소(모두 이미지마다 무작위, 같은 seed 면 같은 결과):
+    - 도형 10종의 위치·크기(반지름 6~13 픽셀)·회전·색
+    - 배경: 두 색을 부드러운 얼룩(smooth noise) 또는 기울어진 줄무늬(stripes)로 섞은 질감
+    - 도형 안쪽의 밝기 기울기(shading)와 픽셀마다의 가우스 잡음(noise_std, 0~1 밝기 단위)
+    도형이 배경에 묻히지 않도록 한쪽은 어두운 색(0~0.45), 다른 쪽은 밝은 색(0.55~1)에서 뽑습니다.
+    위치가 제각각이라 픽셀을 한 줄로 펴는 MLP 는 잘 못 하고, 어디서나 같은 필터를 쓰는
+    합성곱 신경망(CNN)은 잘 합니다.
+
+    빠르게 만드는 법: 도형마다 틀을 한 번만 그리고, 이미지마다 다른 회전·크기·이동은
+    아핀 변환(affine_grid + grid_sample) 한 번으로 모든 이미지에 한꺼번에 적용합니다.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    size, extent = SHAPE_IMAGE_SIZE, 1.2
+    templates = _shape_templates(extent=extent)
+    labels = torch.arange(count) % len(SHAPE_CLASSES)  # 클래스별 개수를 고르게
+    labels = labels[torch.randperm(count, generator=generator)]
+    images = torch.empty(count, 3, size, size, dtype=torch.uint8)
+    pixel = torch.arange(size, dtype=torch.float32) + 0.5  # 픽셀 중심 좌표
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+
+        def uniform(low, high, *shape, n=n):
+            return low + (high - low) * torch.rand(n, *shape, generator=generator)
+
+        # 1) 도형의 자리: 반지름(픽셀), 중심(가장자리에서 반지름의 0.6배 이상 안쪽), 회전각
+        radius = uniform(6.0, 13.0)  # (N,)
+        margin = 0.6 * radius
+        center_x = margin + (size - 2 * margin) * torch.rand(n, generator=generator)
+        center_y = margin + (size - 2 * margin) * torch.rand(n, generator=generator)
+        angle = uniform(0.0, 2 * math.pi)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # 출력 좌표(정규화 -1~1, 픽셀 p = 16(x+1)) → 틀 좌표 R(p - c) / (radius · extent)
+        half = size / 2
+        scale = 1 / (radius * extent)
+        rotation = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # (N, 2, 2)
+        offset = torch.stack([half - center_x, half - center_y], -1).unsqueeze(-1)  # (N, 2, 1)
+        theta = torch.cat([rotation * half, rotation @ offset], -1) * scale.view(n, 1, 1)  # (N, 2, 3)
+        grid = F.affine_grid(theta, [n, 1, 2 * size, 2 * size], align_corners=False)
+        mask = F.grid_sample(templates[labels[start:start + n]], grid, mode="bilinear",
+                             padding_mode="zeros", align_corners=False)  # (N, 1, 2H, 2W)
+        mask = F.avg_pool2d(mask, 2)  # (N, 1, H, W): 2배로 뽑아 평균 → 가장자리 0~1
+
+        # 2) 색: 배경과 도형 중 하나는 어둡고 하나는 밝게
+        dark_background = torch.rand(n, 1, 1, 1, generator=generator) < 0.5
+        dark, light = uniform(0.0, 0.45, 3, 1, 1), uniform(0.55, 1.0, 3, 1, 1)
+        dark2, light2 = uniform(0.0, 0.45, 3, 1, 1), uniform(0.55, 1.0, 3, 1, 1)
+        foreground = torch.where(dark_background, light, dark)  # (N, 3, 1, 1)
+        background_a = torch.where(dark_background, dark, light)
+        background_b = torch.where(dark_background, dark2, light2)
+
+        # 3) 배경 질감: 절반은 부드러운 얼룩, 절반은 무작위 방향·간격의 줄무늬
+        blobs = _smooth_noise(n, size, cells=4, generator=generator)
+        stripe_angle = uniform(0.0, math.pi, 1, 1)
+        period = uniform(3.0, 8.0, 1, 1)
+        along = (pixel.view(1, 1, -1) * torch.cos(stripe_angle)
+                 + pixel.view(1, -1, 1) * torch.sin(stripe_angle))  # (N, H, W): 줄무늬 방향 좌표
+        stripes = (0.5 + 0.5 * torch.sin(2 * math.pi * along / period)).unsqueeze(1)  # (N, 1, H, W)
+        use_stripes = torch.rand(n, 1, 1, 1, generator=generator) < 0.5
+        texture = torch.where(use_stripes, stripes, blobs)
+        background = background_a + (background_b - background_a) * texture  # (N, 3, H, W)
+
+        # 4) 도형 안쪽 밝기 기울기(빛이 한쪽에서 오는 것처럼) + 합성 + 잡음
+        shade_angle = uniform(0.0, 2 * math.pi, 1, 1)
+        shade = ((pixel.view(1, 1, -1) - center_x.view(n, 1, 1)) * torch.cos(shade_angle)
+                 + (pixel.view(1, -1, 1) - center_y.view(n, 1, 1)) * torch.sin(shade_angle))
+        shade = shade / (2 * radius.view(n, 1, 1))  # 도형 안에서 대략 -0.5~0.5
+        shaded = (foreground * (1 + 0.3 * shade.unsqueeze(1))).clamp(0, 1)  # (N, 3, H, W)
+        image = background * (1 - mask) + shaded * mask
+        image = image + noise_std * torch.randn(n, 3, size, size, generator=generator)
+        images[start:start + n] = (image.clamp(0, 1) * 255).round().to(torch.uint8)
+    return images, labels
+
 
 # ---- 05장: 계절성이 있는 잡음 섞인 점검 계열(sanity series) ----
 def noisy_seasonal_series(length: int = 1000, seed: int = 0, level: float = 10.0,
@@ -20,7 +168,6 @@ def noisy_seasonal_series(length: int = 1000, seed: int = 0, level: float = 10.0
     모델은 잡음 수준(noise)까지 오차를 줄일 수 있습니다. level 은 값이 모두 양수가 되게 해
     MAPE 가 정의되도록 합니다.
     """
-    import numpy as np  # 장마다 구역을 덧붙이는 파일이라 필요한 곳에서 불러옵니다
 
     if len(periods) != len(amplitudes):
         raise ValueError("periods 와 amplitudes 의 길이가 같아야 합니다")
