@@ -58,7 +58,9 @@ def read_image_rgb(path: str | Path, size: int = IMAGE_SIZE) -> torch.Tensor | N
     """
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # (H, W, 3) BGR, 실패하면 None
+    # imdecode(np.fromfile(...)): cv2.imread 와 달리 Windows 의 한글 경로도 읽습니다.
+    buffer = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None  # (H, W, 3) BGR 또는 None
     if image is None or image.size == 0:
         return None
     if image.shape[:2] != (size, size):

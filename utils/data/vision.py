@@ -126,7 +126,8 @@ def read_image_as_mnist(path: str | Path, center_of_mass: bool = True) -> torch.
     if not path.is_file():
         raise UserError(f"--predict 파일 {path} 이 없습니다.")
     # imdecode(np.fromfile(...)): cv2.imread 와 달리 Windows 의 한글 경로도 읽습니다.
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    buffer = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE) if buffer.size else None
     if image is None or image.size == 0:
         raise UserError(f"{path} 를 이미지로 읽을 수 없습니다 (PNG, JPG, BMP 등을 쓰세요).")
     image = image.astype(np.float32) / 255.0
