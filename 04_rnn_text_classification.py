@@ -432,14 +432,15 @@ def plot_cell_comparison(table: pd.DataFrame, path, show: bool = False):
     """셀별 시험 정확도 막대그래프 (구조/위치별 정확도가 있으면 묶음 막대)."""
     import matplotlib.pyplot as plt
 
-    columns = [c for c in table.columns if c.startswith("acc_")] or ["test_accuracy"]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    columns = sorted((c for c in table.columns if c.startswith("acc_")),
+                     key=lambda c: (c.endswith("/far"), c)) or ["test_accuracy"]  # near 먼저, far 나중
+    fig, ax = plt.subplots(figsize=(10, 4))
     table[columns].rename(columns=lambda c: c.removeprefix("acc_")).plot.bar(ax=ax, rot=0, width=0.8)
     ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy by cell" + (" and review kind (structure/position)" if len(columns) > 1 else ""))
-    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # 막대를 가리지 않게 바깥에
     return save_figure(fig, path, show)
 
 
