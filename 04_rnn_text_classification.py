@@ -25,7 +25,7 @@
              --epochs 10 --embed-dim 128 --hidden-size 256 --dropout 0.3
     인터넷이 없으면(--data auto) 절차적으로 만든 영화 리뷰로 대신합니다. 리뷰마다 의견 문장이
     하나 있고, 부정("not good"), 대조("good actors but a boring plot"), 멀리 떨어진 의견
-    (의견 뒤에 중립 문장이 30토큰 넘게 이어짐)이 섞여 있어 어순을 봐야 풀립니다.
+    (의견 뒤에 중립 문장이 12~40토큰 이어짐)이 섞여 있어 어순을 봐야 풀립니다.
 
 기대 결과 (오프라인 기본 실행: 학습 10,000 / 시험 2,500 리뷰, 6 epoch)
     - LSTM 시험 정확도 TODO, GRU TODO, 바닐라 RNN TODO (가까운 의견은 맞히지만 먼 의견은
@@ -45,6 +45,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -79,6 +80,9 @@ from utils.visualization import plot_confusion_matrix, plot_curves, plot_history
 PAD, UNK = "<pad>", "<unk>"  # 어휘의 0번(패딩), 1번(모르는 단어)
 PAD_ID, UNK_ID = 0, 1
 CELLS = ("bow", "rnn", "lstm", "gru")  # 비교표의 순서: 순서를 안 보는 기준선 → 점점 강한 순환 셀
+# 체크포인트의 난수 상태에는 NumPy 배열이 있어 weights_only=True 로 읽으려면 이 단순 자료형들을
+# 허용해야 합니다(코드를 실행하지 않음). 공용 load_checkpoint 가 고쳐지면 지울 임시 우회입니다.
+NUMPY_RNG_TYPES = [np.zeros(1).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 @dataclass
@@ -460,7 +464,8 @@ def predict(config: Config, device: torch.device, out_dir) -> dict:
     itos, settings = saved["itos"], saved["model"]
     model = RNNClassifier(len(itos), settings["embed_dim"], settings["hidden_size"], settings["cell"],
                           settings["bidirectional"], dropout=0.0).to(device)
-    load_checkpoint(path, model=model, device=device, restore_rng=False)
+    with torch.serialization.safe_globals(NUMPY_RNG_TYPES):
+        load_checkpoint(path, model=model, device=device, restore_rng=False)
     stoi = {w: i for i, w in enumerate(itos)}
     ids = encode(tokens, stoi, settings["max_len"])
     unknown = [t for t in tokens[: settings["max_len"]] if t not in stoi]
@@ -521,7 +526,8 @@ def main(config: Config) -> dict:
     history = History(out_dir / "history.csv", resume=config.resume)
     start_epoch, best = 1, -math.inf
     if config.resume:
-        state = load_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, device=device)
+        with torch.serialization.safe_globals(NUMPY_RNG_TYPES):
+            state = load_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, device=device)
         start_epoch, best = state["epoch"] + 1, state["best_metric"]
         history.truncate(state["epoch"])
     # --predict 가 같은 번호로 토큰을 바꾸고 같은 모양의 모델을 만들 수 있도록 어휘·설정을 저장

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
-from conftest import ROOT, load_chapter, run_script
+from conftest import ROOT, run_script
 
 from utils.data.text import load_imdb, read_imdb_folder
 from utils.runtime import UserError
@@ -23,14 +25,24 @@ SCRIPT = ROOT / "04_rnn_text_classification.py"
 
 @pytest.fixture(scope="module")
 def mod():
-    return load_chapter("04")
+    """conftest.load_chapter 와 같되, 모듈을 sys.modules 에 먼저 등록합니다.
+
+    `from __future__ import annotations` 인 dataclass 는 만들어질 때 sys.modules[모듈 이름] 을
+    찾으므로, 등록하지 않으면 AttributeError 가 납니다 (conftest 에 보고한 문제의 임시 우회).
+    """
+    spec = importlib.util.spec_from_file_location("chapter_04", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def trained_dir(mod, tmp_path_factory):
     """--smoke 로 한 번 학습해 best.pt·vocab.json 이 있는 폴더 (추론 테스트용)."""
     out_dir = tmp_path_factory.mktemp("ch04_smoke")
-    metrics = mod.main(mod.Config(smoke=True, data="offline", device="cpu", out_dir=str(out_dir)))
+    metrics = mod.main(mod.Config(smoke=True, data="offline", device="cpu", out_dir=str(out_dir),
+                                  long_seq_len=20))
     return out_dir, metrics
 
 
@@ -116,7 +128,8 @@ def test_gradient_per_step_shape_and_rnn_vanishing(mod):
     torch.manual_seed(0)
     config = mod.Config(embed_dim=8, hidden_size=16)
     tokens = torch.randint(2, 30, (4, 40))
-    norms = {cell: mod.gradient_per_step(mod.build_model(cell, 30, config), tokens) for cell in ("rnn", "lstm")}
+    norms = {cell: mod.gradient_per_step(mod.build_model(cell, 30, config), tokens)
+             for cell in ("rnn", "lstm")}
     assert norms["rnn"].shape == (40,) and (norms["rnn"] >= 0).all()
     # 바닐라 RNN: 먼 과거 입력의 기울기가 마지막 입력보다 훨씬 작음
     assert norms["rnn"][0] < 1e-3 * norms["rnn"][-1]
@@ -144,8 +157,8 @@ def test_make_reviews_exact_labels_deterministic_and_balanced():
     assert 0.4 < sum(labels) / len(labels) < 0.6
     assert {k.split("/")[0] for k in kinds} == {"simple", "negation", "contrast"}
     far = [t for t, k in zip(texts, kinds) if k.endswith("/far")]
-    # 'far': 의견 문장(첫 문장) 뒤에 중립 토큰이 15개 넘게 이어짐
-    assert min(len(t.split(" . ", 1)[1].split()) for t in far) > 15
+    # 'far': 의견 문장(첫 문장) 뒤에 중립 토큰이 10개 넘게 이어짐
+    assert min(len(t.split(" . ", 1)[1].split()) for t in far) > 10
 
 
 # ---- 4. 학습 확인: 우연보다 낫고, 순서를 보는 모델이 단어 주머니보다 낫다 ----
@@ -171,16 +184,15 @@ def short_runs(mod):
 
 @pytest.mark.slow
 def test_short_offline_run_beats_chance(short_runs):
-    assert short_runs["gru"]["accuracy"] >= 0.75  # 우연 수준 0.5 보다 25점 이상
+    assert short_runs["gru"]["accuracy"] >= 0.8  # 우연 수준 0.5 보다 30점 이상 (측정값 1.00)
 
 
 @pytest.mark.slow
 def test_order_aware_model_beats_bag_of_words(short_runs):
     gru, bow = short_runs["gru"], short_runs["bow"]
-    assert gru["accuracy"] - bow["accuracy"] >= 0.05
-    # 단어 주머니는 "not good" 과 "good" 을 구별하지 못함: 부정 문장에서 우연 수준 이하
-    negation = [v for k, v in bow["by_kind"].items() if k.startswith("negation")]
-    assert max(negation) < 0.6
+    assert gru["accuracy"] - bow["accuracy"] >= 0.2  # 이슈의 기준은 5점, 측정값은 약 47점
+    # 선형 단어 주머니가 기대할 수 있는 최선: simple(40%) 전부 + negation·contrast(60%) 의 절반 = 70%
+    assert bow["accuracy"] < 0.72
 
 
 # ---- 5. 실행 전체: smoke, 추론, 재현성 ----
@@ -197,7 +209,8 @@ def test_smoke_run_writes_everything(trained_dir):
 
 
 def test_same_seed_same_metrics(mod, trained_dir, tmp_path):
-    again = mod.main(mod.Config(smoke=True, data="offline", device="cpu", out_dir=str(tmp_path)))
+    again = mod.main(mod.Config(smoke=True, data="offline", device="cpu", out_dir=str(tmp_path),
+                                long_seq_len=20))
     assert again == trained_dir[1]
 
 
@@ -253,7 +266,8 @@ def test_imdb_folder_missing_split_names_it(tmp_path):
 def test_real_data_path_end_to_end(tmp_path):
     make_acl_imdb(tmp_path)
     result = run_script(SCRIPT, "--data", "real", "--data-dir", str(tmp_path), "--device", "cpu",
-                        "--epochs", "1", "--min-freq", "1", "--out-dir", str(tmp_path / "out"), timeout=300)
+                        "--epochs", "1", "--min-freq", "1", "--long-seq-len", "20",
+                        "--out-dir", str(tmp_path / "out"), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     record = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert record["data"] == "IMDB aclImdb (real)"
