@@ -52,6 +52,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -435,8 +436,6 @@ def gradient_per_step(model: RNNClassifier, tokens: torch.Tensor) -> torch.Tenso
 
 def plot_cell_comparison(table: pd.DataFrame, path, show: bool = False):
     """셀별 시험 정확도 막대그래프 (구조/위치별 정확도가 있으면 묶음 막대)."""
-    import matplotlib.pyplot as plt
-
     columns = sorted((c for c in table.columns if c.startswith("acc_")),
                      key=lambda c: (c.endswith("/far"), c)) or ["test_accuracy"]  # near 먼저, far 나중
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -450,13 +449,34 @@ def plot_cell_comparison(table: pd.DataFrame, path, show: bool = False):
 
 
 # %% 6. 추론
+EXAMPLE_REVIEWS = [  # 같은 단어, 다른 순서·부정: 단어 주머니에는 둘씩 똑같아 보이는 문장들
+    "the plot was good .", "the plot was not good .",
+    "the acting was bad but the plot was great .", "the plot was great but the acting was bad .",
+]
+
+
+@torch.no_grad()
+def positive_probability(model: nn.Module, text: str, stoi: dict[str, int], max_len: int,
+                         device: torch.device) -> tuple[float, list[str]]:
+    """리뷰 한 편의 긍정 확률과 어휘에 없는 단어들. 빈 글이나 모두 모르는 단어면 UserError."""
+    tokens = tokenize(text)[:max_len]
+    if not tokens:
+        raise UserError("--predict 문장이 비어 있습니다. 예: --predict \"this movie was not good at all\"")
+    unknown = [t for t in tokens if t not in stoi]
+    if len(unknown) == len(tokens):
+        raise UserError(f"--predict 문장의 단어가 모두 어휘에 없습니다({', '.join(unknown[:5])}). "
+                        "학습 데이터에 나오는 영어 단어로 써 보세요.")
+    model.eval()  # 드롭아웃 끄기
+    ids = torch.tensor([encode(tokens, stoi, max_len)], device=device)  # (1, T)
+    return torch.sigmoid(model(ids, torch.tensor([ids.shape[1]]))).item(), unknown
+
+
 def predict(config: Config, device: torch.device, out_dir) -> dict:
     """best.pt 와 vocab.json 을 읽어 --predict 문장의 긍정 확률을 출력합니다.
 
     어휘는 모델의 일부입니다: 같은 단어가 학습 때와 같은 번호를 받아야 임베딩 행이 맞습니다.
     """
-    tokens = tokenize(config.predict or "")
-    if not tokens:
+    if not tokenize(config.predict):  # 모델을 읽기 전에 먼저 알림
         raise UserError("--predict 문장이 비어 있습니다. 예: --predict \"this movie was not good at all\"")
     path, vocab_path = out_dir / "best.pt", out_dir / "vocab.json"
     if not path.exists() or not vocab_path.exists():
@@ -468,18 +488,10 @@ def predict(config: Config, device: torch.device, out_dir) -> dict:
     with torch.serialization.safe_globals(NUMPY_RNG_TYPES):
         load_checkpoint(path, model=model, device=device, restore_rng=False)
     stoi = {w: i for i, w in enumerate(itos)}
-    ids = encode(tokens, stoi, settings["max_len"])
-    unknown = [t for t in tokens[: settings["max_len"]] if t not in stoi]
-    if len(unknown) == len(ids):
-        raise UserError(f"--predict 문장의 단어가 모두 어휘에 없습니다({', '.join(unknown[:5])}). "
-                        "학습 데이터에 나오는 영어 단어로 써 보세요.")
-    model.eval()  # 드롭아웃 끄기
-    with torch.no_grad():
-        batch = torch.tensor([ids], device=device)  # (1, T)
-        probability = torch.sigmoid(model(batch, torch.tensor([len(ids)]))).item()
+    probability, unknown = positive_probability(model, config.predict, stoi, settings["max_len"], device)
     verdict = "긍정" if probability > 0.5 else "부정"
-    print(f"긍정 확률: {probability:.4f} → {verdict} ({settings['cell']}, 토큰 {len(ids)}개, "
-          f"모르는 단어 {len(unknown)}개{': ' + ', '.join(unknown[:5]) if unknown else ''})")
+    print(f"긍정 확률: {probability:.4f} → {verdict} ({settings['cell']}, 모르는 단어 {len(unknown)}개"
+          f"{': ' + ', '.join(unknown[:5]) if unknown else ''})")
     return {"positive_probability": probability}
 
 
@@ -612,7 +624,12 @@ def main(config: Config) -> dict:
     print("[기울기 소실] 첫 토큰 / 마지막 토큰 기울기 비율: "
           + ", ".join(f"{cell} {ratio:.1e}" for cell, ratio in ratios.items()))
 
-    # ---- 6. 추론 예시는 --predict 로 (best.pt 의 어휘를 씀) ----
+    # ---- 6. 추론: 어순만 다른 문장들 (--predict 는 같은 일을 best.pt 로) ----
+    if raw.test_kinds is not None:  # 절차적 리뷰의 어휘로 쓴 예문이라 오프라인 데이터에서만
+        for sentence in EXAMPLE_REVIEWS:
+            probability, _ = positive_probability(model, sentence, stoi, config.max_len, device)
+            print(f"[추론] 긍정 확률 {probability:.3f} | {sentence}")
+
     metrics = {
         "test_accuracy": final["accuracy"],
         "test_loss": final["loss"],
