@@ -272,3 +272,10 @@ def test_real_data_path_end_to_end(tmp_path):
     record = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert record["data"] == "IMDB aclImdb (real)"
     assert set(record["metrics"]["cells"]) == {"bow", "rnn", "lstm", "gru"}
+
+
+def test_help_lists_chapter_flags():
+    result = run_script(SCRIPT, "--help", timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for flag in ("--cell", "--bidirectional", "--predict", "--bow-lr", "--max-vocab", "--min-freq"):
+        assert flag in result.stdout
