@@ -99,7 +99,8 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
     for field in dataclasses.fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
         hint = hints[field.name]
-        kwargs: dict = {"default": field.default, "help": comments.get(field.name, " ")}
+        help_text = comments.get(field.name, " ").replace("%", "%%")  # argparse 는 % 를 서식으로 읽음
+        kwargs: dict = {"default": field.default, "help": help_text}
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is Literal:

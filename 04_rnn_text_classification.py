@@ -1,0 +1,651 @@
+"""04장. RNN 텍스트 분류: 영화 리뷰 감정 분석 (IMDB), RNN vs LSTM vs GRU vs 단어 주머니.
+
+학습 목표
+    - 글을 숫자로: 토큰화(tokenization) → 어휘(vocabulary) → 정수 인코딩 → 패딩(padding) →
+      `pack_padded_sequence` 를 직접 만들고, 패킹이 왜 필요한지 숫자로 확인합니다.
+    - 원-핫(one-hot) 벡터와 임베딩(embedding)의 차이, `nn.Embedding` 이 하는 일.
+    - RNN 점화식 h_t = tanh(W·x_t + U·h_{t-1} + b) 를 반복문으로 직접 짜고 `nn.RNN` 과 비교.
+    - 다대일(many-to-one) 분류: 바닐라 RNN, LSTM, GRU, 그리고 순서를 보지 않는 단어 주머니
+      (bag-of-words, `nn.EmbeddingBag`) 기준선으로 '어순이 더해 주는 것'을 측정합니다.
+    - 기울기 소실(vanishing gradient)을 눈으로: 각 시점 입력에 대한 기울기 크기, RNN vs LSTM.
+
+핵심 개념
+    토큰화, 어휘(<pad>, <unk>, 최소 빈도), 패딩과 패킹, 임베딩, 은닉 상태(hidden state),
+    게이트(gate), 기울기 소실, 기울기 자르기(gradient clipping), 이진 교차 엔트로피(BCE).
+
+실행 방법
+    python 04_rnn_text_classification.py                      # 기본: LSTM + 모든 셀 비교
+    python 04_rnn_text_classification.py --smoke              # 배치 하나로 몇 초 (테스트용)
+    python 04_rnn_text_classification.py --cell gru --bidirectional
+    python 04_rnn_text_classification.py --predict "this movie was not good at all"
+    python 04_rnn_text_classification.py --data real          # IMDB (약 84 MB 내려받기)
+    python 04_rnn_text_classification.py --data real --data-dir D  # 풀어 둔 D/aclImdb/ 를 읽음
+    python 04_rnn_text_classification.py --resume             # last.pt 에서 이어서
+    GPU: python 04_rnn_text_classification.py --data real --device cuda --batch-size 256 \\
+             --epochs 10 --embed-dim 128 --hidden-size 256 --dropout 0.3
+    인터넷이 없으면(--data auto) 절차적으로 만든 영화 리뷰로 대신합니다. 리뷰마다 의견 문장이
+    하나 있고, 부정("not good"), 대조("good actors but a boring plot"), 멀리 떨어진 의견
+    (의견 뒤에 중립 문장이 12~40토큰 이어짐)이 섞여 있어 어순을 봐야 풀립니다.
+
+기대 결과 (오프라인 기본 실행: 학습 9,000 / 검증 1,000 / 시험 2,500 리뷰, 6 epoch, seed 42)
+    - 시험 정확도: LSTM 1.000 (기본 셀, 대표 지표 test_accuracy), GRU 1.000, 바닐라 RNN 0.735,
+      단어 주머니 0.521 → LSTM 이 단어 주머니보다 48점 높음. (2-core CPU, 측정값)
+      RNN 은 의견이 끝에 있으면 1.00, 멀리(앞에) 있으면 0.48~0.49 로 우연 수준입니다.
+      단어 주머니는 simple 0.77~0.80, negation 0.21~0.23 ("not good" 을 거꾸로 읽음), contrast 0.49.
+    - 기울기 소실(길이 100): 첫 토큰 / 마지막 토큰 기울기 비율 RNN 3e-18, LSTM 3e-6, GRU 8e-3.
+      (2-core CPU, 측정값)
+    - 최대 메모리 1.07 GB. 시간: 다른 학습 4개가 함께 돌던 부하 상태에서 OMP_NUM_THREADS=1 로
+      146초(셀별 LSTM 65초, GRU 47초, RNN 17초, 단어 주머니 2초). 기본 2 스레드는 다른 작업이 없을 때
+      LSTM epoch 하나가 4.3초(→ 전체 약 1~1.5분으로 추정, 한 번에 재지는 못함)이고, 다른 작업과
+      CPU 를 나눠 쓰면 epoch 하나가 최대 196초까지 느려져 전체 570초가 걸렸습니다. (2-core CPU, 측정값)
+    - 실제 IMDB(25,000/25,000, 최대 200토큰): LSTM/GRU 목표 85% 이상, CPU 로 셀마다 epoch 당
+      수 분, GPU 로 수십 초로 예상합니다. 아직 측정하지 않았습니다(미측정).
+    --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 와 vocab.json 을
+    씁니다. 예: "the acting was bad but the plot was great" → 0.997, 두 절의 순서를 바꾸면 0.078,
+    "this movie was not good at all" → 0.25 ('this', 'movie' 는 <unk>). (2-core CPU, 측정값)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from utils.data.text import load_imdb
+from utils.runtime import (
+    RunConfig,
+    UserError,
+    count_parameters,
+    describe_run,
+    make_out_dir,
+    parse_config,
+    pick_device,
+    set_seed,
+    write_run_record,
+)
+from utils.synthetic import make_reviews
+from utils.training import (
+    History,
+    check_finite,
+    load_checkpoint,
+    progress,
+    save_checkpoint,
+    save_on_interrupt,
+)
+from utils.visualization import plot_confusion_matrix, plot_curves, plot_history, save_figure
+
+# 모양(shape) 글자: B=배치, T=시간(토큰 위치), E=임베딩 차원, H=은닉 크기, D=방향 수(1 또는 2), V=어휘 크기
+
+PAD, UNK = "<pad>", "<unk>"  # 어휘의 0번(패딩), 1번(모르는 단어)
+PAD_ID, UNK_ID = 0, 1
+CELLS = ("bow", "rnn", "lstm", "gru")  # 비교표의 순서: 순서를 안 보는 기준선 → 점점 강한 순환 셀
+
+
+@dataclass
+class Config(RunConfig):
+    epochs: int = 6  # 절차적 리뷰에서 LSTM 은 3~4 epoch 에 검증 정확도 1.0, 여유 2
+    batch_size: int = 128  # CPU 에서 시점(T)마다 도는 반복 횟수를 줄이려고 크게
+    lr: float = 5e-3  # Adam. 작은 순환망은 기본값 1e-3 보다 크게 해도 안정적 (기울기 자르기 덕분)
+    bow_lr: float = 2e-2  # 단어 주머니 기준선: 평균이 신호를 1/T 로 묽게 하므로 더 크게 (공정한 비교)
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"  # 체크포인트로 저장하는 기본 모델의 순환 셀
+    bidirectional: bool = False  # 양방향(bidirectional): 앞→뒤, 뒤→앞 마지막 상태를 이어 붙임
+    embed_dim: int = 32  # 임베딩 차원 E: 어휘 약 150개인 절차적 리뷰에 충분 (IMDB 는 100~300)
+    hidden_size: int = 64  # 은닉 상태 크기 H
+    dropout: float = 0.2  # 분류층 앞 드롭아웃 비율 (IMDB 처럼 과적합이 쉬운 데이터용)
+    grad_clip: float = 1.0  # 기울기 노름(norm) 상한: RNN 의 기울기 폭주(exploding gradient) 방지
+    max_len: int = 200  # 리뷰당 앞에서부터 쓰는 최대 토큰 수 (IMDB 평균 약 230 단어)
+    min_freq: int = 2  # 학습 분할에서 이보다 적게 나온 단어는 <unk> (오타·희귀어 정리)
+    max_vocab: int = 20_000  # 어휘 상한(<pad>, <unk> 포함): 임베딩 행렬 V x E 의 크기를 제한
+    val_fraction: float = 0.1  # 학습 분할에서 떼는 검증 비율: best.pt 를 고름 (시험 분할은 평가에만)
+    long_seq_len: int = 100  # 기울기 소실 그림에 쓰는 긴 시퀀스 길이 (학습 리뷰보다 김)
+    predict: str = None  # 리뷰 문장을 주면 학습하지 않고 best.pt 로 긍정 확률만 출력 (None=학습)
+
+    def __post_init__(self):
+        for name in ("embed_dim", "hidden_size", "long_seq_len", "min_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다.")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("--val-fraction 은 0 과 1 사이여야 합니다.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("--dropout 은 0 이상 1 미만이어야 합니다.")
+        if self.max_len < 2:
+            raise ValueError("--max-len 은 2 이상이어야 합니다.")
+        if self.max_vocab < 3:
+            raise ValueError("--max-vocab 은 <pad>, <unk> 와 단어 하나를 담도록 3 이상이어야 합니다.")
+        if self.grad_clip <= 0 or self.bow_lr <= 0:
+            raise ValueError("--grad-clip 과 --bow-lr 은 0 보다 커야 합니다.")
+
+
+# %% 1. 데이터: 글 → 토큰 → 어휘 → 정수 → 패딩
+# 신경망은 숫자만 먹습니다. 글을 숫자로 바꾸는 세 단계:
+#   1) 토큰화: 문장을 단위(토큰)로 자름   "Not good!" → ["not", "good", "!"]
+#   2) 어휘: 학습 분할의 토큰마다 번호     {"<pad>": 0, "<unk>": 1, "the": 2, ...}
+#   3) 인코딩: 토큰 → 번호, 길이를 맞추려고 뒤에 <pad>(0) 을 채움(패딩)
+TOKEN_PATTERN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")  # 단어(don't 포함) 또는 문장부호 한 글자
+
+
+def tokenize(text: str) -> list[str]:
+    """소문자로 바꾸고, IMDB 의 HTML 줄바꿈 `<br />` 을 지우고, 단어와 문장부호로 자릅니다.
+
+    >>> tokenize("Not GOOD!<br /><br />I didn't like it.")
+    ['not', 'good', '!', 'i', "didn't", 'like', 'it', '.']
+    """
+    text = re.sub(r"<br\s*/?>", " ", text.lower())
+    return TOKEN_PATTERN.findall(text)
+
+
+def build_vocab(token_lists: list[list[str]], min_freq: int, max_size: int) -> list[str]:
+    """학습 분할의 토큰만으로 어휘를 만듭니다: 번호 → 토큰 목록(itos, index-to-string).
+
+    시험 분할을 보면 '모르는 단어'가 어떻게 처리되는지 평가할 수 없게 되므로(데이터 누수,
+    data leakage) 학습 분할만 씁니다. 빈도 내림차순, 같은 빈도는 알파벳순(실행마다 같은 번호).
+    """
+    counts = Counter(token for tokens in token_lists for token in tokens)
+    words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+    return [PAD, UNK] + words[: max_size - 2]
+
+
+def encode(tokens: list[str], stoi: dict[str, int], max_len: int) -> list[int]:
+    """토큰 → 번호. 어휘에 없으면 <unk>. 앞에서부터 max_len 개만 씁니다."""
+    return [stoi.get(token, UNK_ID) for token in tokens[:max_len]] or [UNK_ID]  # 빈 리뷰도 길이 1
+
+
+def pad_sequences(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """길이가 다른 번호 목록들 → (N, T_max) 정수 텐서(뒤를 <pad>=0 으로 채움)와 길이 (N,)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
+    tokens = torch.full((len(sequences), int(lengths.max())), PAD_ID, dtype=torch.int64)
+    for row, sequence in enumerate(sequences):
+        tokens[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.int64)
+    return tokens, lengths
+
+
+@dataclass
+class EncodedSplit:
+    """한 분할 전체를 텐서로: tokens (N, T_max), lengths (N,), labels (N,) float 0/1."""
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+    texts: list[str]
+    kinds: list[str] | None = None  # 절차적 리뷰의 "구조/위치" (IMDB 는 None)
+
+
+def encode_split(texts: list[str], labels: list[int], stoi: dict[str, int], max_len: int,
+                 kinds: list[str] | None = None) -> EncodedSplit:
+    tokens, lengths = pad_sequences([encode(tokenize(t), stoi, max_len) for t in texts])
+    return EncodedSplit(tokens, lengths, torch.tensor(labels, dtype=torch.float32), texts, kinds)
+
+
+def batch_slices(n: int, batch_size: int, shuffle: bool) -> list[torch.Tensor]:
+    """배치마다의 행 번호. 섞을 때 전역 torch 난수(randperm)를 써서 --resume 이 그대로 이어집니다."""
+    order = torch.randperm(n) if shuffle else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+def take_batch(split: EncodedSplit, rows: torch.Tensor, device: torch.device):
+    """배치를 잘라 이 배치에서 가장 긴 길이까지만 남깁니다: tokens (B, T), lengths (B,), labels (B,)."""
+    lengths = split.lengths[rows]
+    tokens = split.tokens[rows, : int(lengths.max())]  # (B, T) 전체 T_max 가 아니라 배치 최대 길이
+    return tokens.to(device), lengths, split.labels[rows].to(device)
+
+
+# %% 1-1. 원-핫 vs 임베딩
+def one_hot_vs_embedding(itos: list[str], embedding: nn.Embedding, word_a: str, word_b: str) -> None:
+    """원-핫 벡터는 모든 단어 쌍이 직교(코사인 유사도 0)라 '비슷한 뜻'을 담을 수 없습니다.
+
+    예: '은행'과 '금융'도 원-핫으로는 '은행'과 '고양이'만큼 멀리 있습니다. 임베딩은 단어마다
+    학습되는 E 차원 벡터라 뜻이 비슷한 단어가 가까워질 수 있습니다. `nn.Embedding` 은
+    '원-핫 벡터 x 가중치 행렬'과 같은 계산을, 곱셈 없이 행을 꺼내는 것으로 합니다.
+    """
+    stoi = {w: i for i, w in enumerate(itos)}
+    ids = torch.tensor([stoi.get(word_a, UNK_ID), stoi.get(word_b, UNK_ID)])
+    one_hot = F.one_hot(ids, num_classes=len(itos)).float()  # (2, V)
+    cosine_one_hot = F.cosine_similarity(one_hot[0], one_hot[1], dim=0).item()
+    with torch.no_grad():
+        by_matmul = one_hot @ embedding.weight.cpu()  # (2, V) @ (V, E) → (2, E)
+        by_lookup = embedding(ids.to(embedding.weight.device)).cpu()  # (2, E) 행 꺼내기
+        assert torch.allclose(by_matmul, by_lookup), "임베딩 조회 ≠ 원-핫 x 가중치"
+        cosine_embedding = F.cosine_similarity(by_lookup[0], by_lookup[1], dim=0).item()
+    print(f"[원-핫 vs 임베딩] '{word_a}'·'{word_b}' 코사인 유사도: 원-핫 {cosine_one_hot:.2f}, "
+          f"임베딩 {cosine_embedding:+.2f} | 원-핫 {len(itos)}차원 vs 임베딩 {embedding.embedding_dim}차원, "
+          "조회 = 원-핫 x 가중치 (assert 통과)")
+
+
+# %% 2. 모델
+# 2-1. RNN 점화식을 손으로: h_t = tanh(W_ih·x_t + b_ih + W_hh·h_{t-1} + b_hh)
+# 같은 가중치(W_ih, W_hh)를 모든 시점에 다시 씁니다(가중치 공유). 그래서 길이와 상관없이
+# 파라미터 수가 같고, 역전파는 시간을 거슬러(BPTT, backpropagation through time) 흐릅니다.
+def rnn_forward_by_hand(x: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
+                        bias_ih: torch.Tensor, bias_hh: torch.Tensor,
+                        h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """한 층·한 방향 tanh RNN. x: (B, T, E), weight_ih: (H, E), weight_hh: (H, H).
+
+    반환: 모든 시점의 은닉 상태 (B, T, H) 와 마지막 상태 (B, H). `nn.RNN(batch_first=True)` 와 같음.
+    """
+    batch, steps, _ = x.shape
+    h = x.new_zeros(batch, weight_hh.shape[0]) if h0 is None else h0  # (B, H)
+    outputs = []
+    for t in range(steps):
+        h = torch.tanh(x[:, t] @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)  # (B, H)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1), h  # (B, T, H), (B, H)
+
+
+def check_rnn_by_hand(embed_dim: int = 5, hidden_size: int = 7) -> float:
+    """손으로 짠 반복문과 nn.RNN 을 같은 가중치로 돌려 비교합니다. 최대 차이를 돌려줌."""
+    generator = torch.Generator().manual_seed(0)  # 전역 난수를 건드리지 않음 (재현성)
+    library = nn.RNN(embed_dim, hidden_size, batch_first=True)
+    x = torch.randn(3, 6, embed_dim, generator=generator)  # (B=3, T=6, E)
+    with torch.no_grad():
+        expected_all, expected_last = library(x)  # (B, T, H), (1, B, H)
+        ours_all, ours_last = rnn_forward_by_hand(x, library.weight_ih_l0, library.weight_hh_l0,
+                                                  library.bias_ih_l0, library.bias_hh_l0)
+    assert torch.allclose(ours_all, expected_all, atol=1e-6), "손 RNN ≠ nn.RNN (모든 시점)"
+    assert torch.allclose(ours_last, expected_last[0], atol=1e-6), "손 RNN ≠ nn.RNN (마지막 상태)"
+    return (ours_all - expected_all).abs().max().item()
+
+
+# 2-2. 다대일(many-to-one) 분류기: 임베딩 → 순환 셀 → 마지막 은닉 상태 → 로짓 하나
+class RNNClassifier(nn.Module):
+    """리뷰 (B, T) → 긍정 로짓(logit) (B,). 확률은 sigmoid(로짓).
+
+    cell: "rnn"(tanh), "lstm"(입력·망각·출력 게이트 + 셀 상태), "gru"(갱신·리셋 게이트).
+    LSTM·GRU 의 게이트는 '얼마나 기억을 그대로 넘길지'를 배워, 긴 거리에서도 기울기가 덜
+    줄어듭니다(셀 상태의 덧셈 경로). 바닐라 RNN 은 매 시점 tanh·행렬 곱을 거쳐 기울기가
+    지수적으로 줄어듭니다.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, cell: str,
+                 bidirectional: bool, dropout: float):
+        super().__init__()
+        self.cell = cell
+        # padding_idx: <pad> 의 벡터는 0 으로 고정되고 기울기를 받지 않음
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        rnn_class = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.rnn = rnn_class(embed_dim, hidden_size, batch_first=True, bidirectional=bidirectional)
+        directions = 2 if bidirectional else 1
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size * directions, 1)
+        if cell == "lstm":  # 망각 게이트 편향을 1로: 처음부터 '기억 유지' 쪽 (Jozefowicz et al., 2015)
+            for name, bias in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        bias[hidden_size: 2 * hidden_size].fill_(1.0)  # 순서: 입력, 망각, 셀, 출력
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embedding(tokens), lengths)  # (B, T) → (B, T, E) → (B,)
+
+    def classify(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """임베딩된 입력 (B, T, E) → 로짓 (B,). 기울기 소실 실험이 임베딩에 대한 기울기를 보려고 분리."""
+        # 패킹: 각 리뷰를 '자기 길이까지만' 돌립니다. 패딩 토큰을 지나며 은닉 상태가 바뀌지
+        # 않고, 마지막 은닉 상태 h_n 이 진짜 마지막 토큰의 상태가 됩니다. 길이는 CPU 텐서여야 함.
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h_n = self.rnn(packed)  # h_n: (D, B, H); LSTM 은 (h_n, c_n)
+        if self.cell == "lstm":
+            h_n = h_n[0]
+        final = torch.cat(list(h_n), dim=1)  # (B, D*H): 양방향이면 앞→뒤와 뒤→앞의 마지막 상태
+        return self.head(self.dropout(final)).squeeze(1)  # (B, 1) → (B,)
+
+
+# 2-3. 기준선: 단어 주머니(bag-of-words). 순서를 버리고 임베딩 평균만 봅니다 (fastText 형태).
+class BagOfWords(nn.Module):
+    """리뷰 (B, T) → 로짓 (B,). 단어 순서를 섞어도 결과가 같습니다: "not good" = "good not"."""
+
+    def __init__(self, vocab_size: int, embed_dim: int):
+        super().__init__()
+        # EmbeddingBag(mode="mean"): 임베딩 조회 + 평균을 한 번에, padding_idx 는 평균에서 빠짐
+        self.bag = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", padding_idx=PAD_ID)
+        self.head = nn.Linear(embed_dim, 1)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bag(tokens)).squeeze(1)  # (B, T) → (B, E) → (B,)
+
+
+def build_model(cell: str, vocab_size: int, config: Config) -> nn.Module:
+    if cell == "bow":
+        return BagOfWords(vocab_size, config.embed_dim)
+    return RNNClassifier(vocab_size, config.embed_dim, config.hidden_size, cell,
+                         config.bidirectional, config.dropout)
+
+
+def check_packing(model: RNNClassifier, split: EncodedSplit, count: int = 4) -> float:
+    """패킹한 배치의 결과 = 리뷰를 하나씩 (패딩 없이) 돌린 결과. 패딩만 하고 패킹하지 않으면 다름.
+
+    반환: 패킹 없이 패딩째 돌렸을 때 가장 짧은 리뷰의 로짓이 달라진 정도.
+    """
+    model.eval()  # 드롭아웃을 꺼야 같은 입력 → 같은 출력
+    device = next(model.parameters()).device
+    rows = split.lengths.argsort()[torch.linspace(0, len(split.lengths) - 1, count).long()]
+    tokens, lengths, _ = take_batch(split, rows, device)  # 길이가 서로 다른 리뷰 count 개
+    with torch.no_grad():
+        packed_logits = model(tokens, lengths)  # (count,)
+        alone = torch.cat([model(tokens[i: i + 1, : lengths[i]], lengths[i: i + 1]) for i in range(count)])
+        full = torch.full_like(lengths, tokens.shape[1])  # '모두 최대 길이'라고 속이면 = 패킹 안 함
+        padded_logits = model(tokens, full)
+    assert torch.allclose(packed_logits, alone, atol=1e-5), "패킹한 배치 ≠ 하나씩 돌린 결과"
+    return (padded_logits - alone).abs()[0].item()
+
+
+# %% 3. 학습
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: EncodedSplit,
+                    config: Config, epoch: int, device: torch.device, max_batches: int | None) -> float:
+    """한 epoch 학습, 평균 손실을 돌려줍니다."""
+    model.train()  # 드롭아웃 켜기
+    batches = batch_slices(len(split.labels), config.batch_size, shuffle=True)[:max_batches]
+    total_loss, seen = torch.zeros((), device=device), 0
+    for step, rows in enumerate(progress(batches, desc=f"epoch {epoch}"), start=1):
+        tokens, lengths, labels = take_batch(split, rows, device)
+        optimizer.zero_grad()  # PyTorch 는 기울기를 더해 쌓으므로 배치마다 비움
+        logits = model(tokens, lengths)  # (B,)
+        # BCEWithLogits = sigmoid + 이진 교차 엔트로피를 수치적으로 안정하게 한 번에
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        check_finite(loss, epoch, step)
+        loss.backward()  # 시간을 거슬러 역전파(BPTT)
+        # 기울기 자르기: 전체 기울기 노름이 grad_clip 을 넘으면 같은 방향으로 줄임 (폭주 방지)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        total_loss += loss.detach() * len(rows)
+        seen += len(rows)
+    return total_loss.item() / seen
+
+
+# %% 4. 평가
+@torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리·시간 절약
+def predict_probabilities(model: nn.Module, split: EncodedSplit, device: torch.device,
+                          batch_size: int = 512, max_batches: int | None = None) -> torch.Tensor:
+    """분할 전체의 긍정 확률 (N,). model.eval(): 드롭아웃을 꺼서 같은 입력 → 같은 출력."""
+    model.eval()
+    probabilities = []
+    for rows in batch_slices(len(split.labels), batch_size, shuffle=False)[:max_batches]:
+        tokens, lengths, _ = take_batch(split, rows, device)
+        probabilities.append(torch.sigmoid(model(tokens, lengths)).cpu())
+    return torch.cat(probabilities)
+
+
+def evaluate(model: nn.Module, split: EncodedSplit, device: torch.device,
+             max_batches: int | None = None) -> dict:
+    """정확도, 손실, 구조/위치별 정확도. 확률 (N,) 도 함께 돌려줍니다."""
+    probabilities = predict_probabilities(model, split, device, max_batches=max_batches)
+    labels = split.labels[: len(probabilities)]
+    correct = (probabilities > 0.5).float() == labels
+    loss = F.binary_cross_entropy(probabilities.clamp(1e-7, 1 - 1e-7), labels).item()
+    result = {"accuracy": correct.float().mean().item(), "loss": loss, "probabilities": probabilities}
+    if split.kinds is not None:  # 어떤 종류의 리뷰에서 틀리는가
+        kinds = split.kinds[: len(probabilities)]
+        result["by_kind"] = {kind: correct[[k == kind for k in kinds]].float().mean().item()
+                             for kind in sorted(set(kinds))}
+    return result
+
+
+def confusion(probabilities: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:
+    """혼동 행렬 2x2: 행 = 정답(부정, 긍정), 열 = 예측."""
+    predicted = (probabilities > 0.5).long()
+    truth = labels[: len(predicted)].long()
+    return [[int(((truth == t) & (predicted == p)).sum()) for p in (0, 1)] for t in (0, 1)]
+
+
+def show_confident_examples(probabilities: torch.Tensor, split: EncodedSplit, count: int = 3) -> None:
+    """가장 확신한 정답과 가장 확신한 오답 리뷰. 오답에서 모델의 약점이 보입니다."""
+    labels = split.labels[: len(probabilities)]
+    confidence = (probabilities - 0.5).abs() * 2  # 0(반반) ~ 1(확신)
+    correct = (probabilities > 0.5).float() == labels
+    for title, mask in (("가장 확신한 정답", correct), ("가장 확신한 오답", ~correct)):
+        rows = torch.nonzero(mask).flatten()
+        rows = rows[confidence[rows].argsort(descending=True)][:count]
+        print(f"[{title}] {len(torch.nonzero(mask))}개 중 {len(rows)}개")
+        for row in rows.tolist():
+            text = split.texts[row].replace("<br />", " ")
+            text = text if len(text) <= 160 else text[:157] + "..."
+            print(f"  정답 {int(labels[row])} 긍정확률 {probabilities[row]:.3f} | {text}")
+
+
+# %% 5. 시각화: 기울기 소실
+def long_reviews(stoi: dict[str, int], length: int, seed: int, count: int = 64) -> torch.Tensor:
+    """의견 문장이 맨 앞, 뒤는 중립 문장인 절차적 리뷰를 정확히 length 토큰으로: (count, length)."""
+    sentences = length // 6 + 2  # 중립 문장 하나 ≈ 7~9 토큰: length 를 넘도록 넉넉히
+    texts, _, _ = make_reviews(count, seed + 2, min_filler=sentences, max_filler=sentences,
+                               positions=("far",))
+    return torch.tensor([encode(tokenize(text), stoi, length) for text in texts])  # (count, length)
+
+
+def gradient_per_step(model: RNNClassifier, tokens: torch.Tensor) -> torch.Tensor:
+    """로짓을 각 시점 입력 임베딩으로 미분한 기울기의 노름, 배치 평균 (T,).
+
+    마지막 시점(t=T)의 기울기는 바로 들어오고, 먼 과거(t=1)의 기울기는 T-1 번의 순환을
+    거슬러 와야 합니다. 바닐라 RNN 은 매번 tanh' x W_hh 를 곱해 지수적으로 줄어듭니다.
+    """
+    model.eval()  # 드롭아웃이 기울기를 무작위로 지우지 않도록
+    lengths = torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.int64)
+    embedded = model.embedding(tokens).detach().requires_grad_(True)  # (B, T, E) 기울기를 받을 잎(leaf)
+    model.classify(embedded, lengths).sum().backward()
+    model.zero_grad()  # 모델 파라미터에 쌓인 기울기는 쓰지 않음
+    return embedded.grad.norm(dim=2).mean(dim=0).cpu()  # (B, T, E) → (T,)
+
+
+def plot_cell_comparison(table: pd.DataFrame, path, show: bool = False):
+    """셀별 시험 정확도 막대그래프 (구조/위치별 정확도가 있으면 묶음 막대)."""
+    columns = sorted((c for c in table.columns if c.startswith("acc_")),
+                     key=lambda c: (c.endswith("/far"), c)) or ["test_accuracy"]  # near 먼저, far 나중
+    fig, ax = plt.subplots(figsize=(10, 4))
+    table[columns].rename(columns=lambda c: c.removeprefix("acc_")).plot.bar(ax=ax, rot=0, width=0.8)
+    ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy by cell" + (" and review kind (structure/position)" if len(columns) > 1 else ""))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # 막대를 가리지 않게 바깥에
+    return save_figure(fig, path, show)
+
+
+# %% 6. 추론
+EXAMPLE_REVIEWS = [  # 같은 단어, 다른 순서·부정: 단어 주머니에는 둘씩 똑같아 보이는 문장들
+    "the plot was good .", "the plot was not good .",
+    "the acting was bad but the plot was great .", "the plot was great but the acting was bad .",
+]
+
+
+@torch.no_grad()
+def positive_probability(model: nn.Module, text: str, stoi: dict[str, int], max_len: int,
+                         device: torch.device) -> tuple[float, list[str]]:
+    """리뷰 한 편의 긍정 확률과 어휘에 없는 단어들. 빈 글이나 모두 모르는 단어면 UserError."""
+    tokens = tokenize(text)[:max_len]
+    if not tokens:
+        raise UserError("--predict 문장이 비어 있습니다. 예: --predict \"this movie was not good at all\"")
+    unknown = [t for t in tokens if t not in stoi]
+    if len(unknown) == len(tokens):
+        raise UserError(f"--predict 문장의 단어가 모두 어휘에 없습니다({', '.join(unknown[:5])}). "
+                        "학습 데이터에 나오는 영어 단어로 써 보세요.")
+    model.eval()  # 드롭아웃 끄기
+    ids = torch.tensor([encode(tokens, stoi, max_len)], device=device)  # (1, T)
+    return torch.sigmoid(model(ids, torch.tensor([ids.shape[1]]))).item(), unknown
+
+
+def predict(config: Config, device: torch.device, out_dir) -> dict:
+    """best.pt 와 vocab.json 을 읽어 --predict 문장의 긍정 확률을 출력합니다.
+
+    어휘는 모델의 일부입니다: 같은 단어가 학습 때와 같은 번호를 받아야 임베딩 행이 맞습니다.
+    """
+    if not tokenize(config.predict):  # 모델을 읽기 전에 먼저 알림
+        raise UserError("--predict 문장이 비어 있습니다. 예: --predict \"this movie was not good at all\"")
+    path, vocab_path = out_dir / "best.pt", out_dir / "vocab.json"
+    if not path.exists() or not vocab_path.exists():
+        raise UserError(f"{path} 또는 {vocab_path} 가 없습니다. 먼저 --predict 없이 학습하세요.")
+    saved = json.loads(vocab_path.read_text(encoding="utf-8"))
+    itos, settings = saved["itos"], saved["model"]
+    model = RNNClassifier(len(itos), settings["embed_dim"], settings["hidden_size"], settings["cell"],
+                          settings["bidirectional"], dropout=0.0).to(device)
+    load_checkpoint(path, model=model, device=device, restore_rng=False)
+    stoi = {w: i for i, w in enumerate(itos)}
+    probability, unknown = positive_probability(model, config.predict, stoi, settings["max_len"], device)
+    verdict = "긍정" if probability > 0.5 else "부정"
+    print(f"긍정 확률: {probability:.4f} → {verdict} ({settings['cell']}, 모르는 단어 {len(unknown)}개"
+          f"{': ' + ', '.join(unknown[:5]) if unknown else ''})")
+    return {"positive_probability": probability}
+
+
+# %% main: 위 조각들을 순서대로
+def main(config: Config) -> dict:
+    started = time.perf_counter()
+    device = pick_device(config.device)
+    set_seed(config.seed)
+    out_dir = make_out_dir(config, __file__)
+    if config.predict is not None:
+        return predict(config, device, out_dir)
+
+    # ---- 1. 데이터 ----
+    raw = load_imdb(config.data, config.data_dir, config.smoke, config.seed)
+    # 검증(validation) 분할: 학습 리뷰의 일부를 떼어 best.pt 를 고릅니다. 시험 분할로 고르면 시험
+    # 점수가 낙관적으로 치우칩니다(시험 데이터에 맞춘 선택). 어휘도 뗀 나머지(학습)로만 만듭니다.
+    order = torch.randperm(len(raw.train_texts), generator=torch.Generator().manual_seed(config.seed))
+    n_val = max(1, int(len(order) * config.val_fraction))
+    train_rows, val_rows = order[n_val:].tolist(), order[:n_val].tolist()
+    train_texts = [raw.train_texts[i] for i in train_rows]
+    itos = build_vocab([tokenize(text) for text in train_texts], config.min_freq, config.max_vocab)
+    stoi = {word: index for index, word in enumerate(itos)}
+    train = encode_split(train_texts, [raw.train_labels[i] for i in train_rows], stoi, config.max_len)
+    val = encode_split([raw.train_texts[i] for i in val_rows], [raw.train_labels[i] for i in val_rows],
+                       stoi, config.max_len)
+    test = encode_split(raw.test_texts, raw.test_labels, stoi, config.max_len, raw.test_kinds)
+    unk_rate = (test.tokens == UNK_ID).sum().item() / test.lengths.sum().item()
+    print(f"[데이터] 학습 {len(train.labels):,} / 검증 {len(val.labels):,} / 시험 {len(test.labels):,} 리뷰, "
+          f"어휘 {len(itos):,}개 (학습 분할만, 최소 빈도 {config.min_freq}), "
+          f"시험의 <unk> 비율 {unk_rate:.1%}, "
+          f"길이 평균 {train.lengths.float().mean():.0f} / 최대 {int(train.lengths.max())} 토큰")
+    example = train.texts[0][:80]
+    print(f"  예: {example!r}\n   → {tokenize(example)[:12]}\n   → {encode(tokenize(example), stoi, 12)}")
+
+    # ---- 2. 모델 (+ 손 RNN 검증, 원-핫 vs 임베딩) ----
+    print(f"[손 RNN 점화식] nn.RNN 과 최대 차이 {check_rnn_by_hand():.1e} (assert 통과)")
+    smoke_batches = 1 if config.smoke else None  # --smoke: 학습 배치 하나, 평가 배치 하나
+    epochs = 1 if config.smoke else config.epochs
+    set_seed(config.seed)  # 모든 셀이 같은 시작 난수 → 비교표가 학습 순서와 무관
+    model = build_model(config.cell, len(itos), config).to(device)
+    describe_run(device, model, raw.name)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    one_hot_vs_embedding(itos, model.embedding, "good", "great")
+
+    # ---- 3. 학습: 기본 셀 (체크포인트, 이어하기) ----
+    history = History(out_dir / "history.csv", resume=config.resume)
+    start_epoch, best = 1, -math.inf
+    if config.resume:
+        state = load_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, device=device)
+        start_epoch, best = state["epoch"] + 1, state["best_metric"]
+        history.truncate(state["epoch"])
+    # --predict 가 같은 번호로 토큰을 바꾸고 같은 모양의 모델을 만들 수 있도록 어휘·설정을 저장
+    settings = {"cell": config.cell, "embed_dim": config.embed_dim, "hidden_size": config.hidden_size,
+                "bidirectional": config.bidirectional, "max_len": config.max_len}
+    (out_dir / "vocab.json").write_text(json.dumps({"itos": itos, "model": settings}, ensure_ascii=False),
+                                        encoding="utf-8")
+    completed = start_epoch - 1  # 끝까지 마치고 last.pt 에 저장한 마지막 epoch
+    save_last = lambda: save_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer,
+                                        epoch=completed, best_metric=best)
+    cell_seconds = {}
+    # Ctrl+C: 끝난 epoch 의 last.pt 가 있으면 그대로 둡니다 (--resume 이 끊지 않은 학습과 같게 이어짐).
+    on_interrupt = lambda: None if completed > 0 else save_last()
+    with save_on_interrupt(on_interrupt, out_dir):
+        for epoch in range(start_epoch, epochs + 1):
+            epoch_started = time.perf_counter()
+            train_loss = train_one_epoch(model, optimizer, train, config, epoch, device, smoke_batches)
+            result = evaluate(model, val, device, smoke_batches)
+            history.log(epoch=epoch, train_loss=train_loss, val_loss=result["loss"],
+                        val_acc=result["accuracy"], seconds=round(time.perf_counter() - epoch_started, 1))
+            if result["accuracy"] > best:
+                best = result["accuracy"]
+                save_checkpoint(out_dir / "best.pt", model=model, epoch=epoch, best_metric=best)
+            completed = epoch
+            save_last()
+    cell_seconds[config.cell] = sum(history.column("seconds"))
+
+    # ---- 4. 평가: 마지막 epoch 의 모델 (비교표의 다른 셀과 같은 조건) ----
+    final = evaluate(model, test, device, smoke_batches)
+    print(f"[평가] {config.cell} 시험 정확도 {final['accuracy']:.4f}, 손실 {final['loss']:.4f}")
+    show_confident_examples(final["probabilities"], test)
+    one_hot_vs_embedding(itos, model.embedding, "good", "great")  # 학습 후: 비슷한 뜻 → 가까워짐
+    one_hot_vs_embedding(itos, model.embedding, "good", "boring")
+    if isinstance(model, RNNClassifier):
+        gap = check_packing(model, test)
+        print(f"[패킹] 패킹한 배치 = 하나씩 돌린 결과 (assert 통과). 패킹 없이 <pad> 까지 돌리면 "
+              f"가장 짧은 리뷰의 로짓이 {gap:.3f} 만큼 달라짐")
+
+    # ---- 4-1. 셀 비교: 같은 데이터·같은 epoch 로 나머지 셀도 학습 (체크포인트 없이) ----
+    models, results = {config.cell: model}, {config.cell: final}
+    for cell in CELLS:
+        if cell in models:
+            continue
+        set_seed(config.seed)
+        models[cell] = build_model(cell, len(itos), config).to(device)
+        lr = config.bow_lr if cell == "bow" else config.lr
+        other_optimizer = torch.optim.Adam(models[cell].parameters(), lr=lr)
+        cell_started = time.perf_counter()
+        for epoch_index in range(1, epochs + 1):
+            loss = train_one_epoch(models[cell], other_optimizer, train, config, epoch_index, device,
+                                   smoke_batches)
+        results[cell] = evaluate(models[cell], test, device, smoke_batches)
+        cell_seconds[cell] = time.perf_counter() - cell_started
+        print(f"[비교] {cell:>4}: 학습 손실 {loss:.4f}, 시험 정확도 {results[cell]['accuracy']:.4f} "
+              f"({cell_seconds[cell]:.0f}초)")
+    table = pd.DataFrame({cell: {"test_accuracy": results[cell]["accuracy"],
+                                 "test_loss": results[cell]["loss"],
+                                 "parameters": count_parameters(models[cell]),
+                                 **{f"acc_{k}": v for k, v in results[cell].get("by_kind", {}).items()}}
+                          for cell in CELLS}).T  # 행 = 셀, 열 = 지표
+    table.index.name = "cell"
+    table.assign(seconds=[round(cell_seconds[cell], 1) for cell in CELLS]).to_csv(out_dir / "cells.csv")
+    print("[셀 비교표] (acc_구조/위치: 그 종류 리뷰만의 정확도)")
+    print(table.drop(columns="test_loss").to_string(float_format=lambda v: f"{v:.3f}",
+                                                    formatters={"parameters": "{:,.0f}".format}))
+
+    # ---- 5. 시각화 ----
+    plot_history(history.rows, out_dir / "history.png", show=config.show,
+                 title=f"{config.cell} on {raw.name}")
+    plot_confusion_matrix(confusion(final["probabilities"], test.labels), ["negative", "positive"],
+                          out_dir / "confusion_matrix.png", show=config.show,
+                          title=f"{config.cell} (test accuracy {final['accuracy']:.3f})")
+    plot_cell_comparison(table, out_dir / "cells.png", show=config.show)
+    # 기울기 소실: 학습된 RNN·LSTM·GRU 에 '의견이 맨 앞, 뒤는 중립 문장'인 긴 리뷰를 넣고
+    # 시점별 기울기를 봅니다. 결론이 맨 앞에 있으니 잘 배운 모델이라면 앞쪽 기울기가 커야 합니다.
+    long_tokens = long_reviews(stoi, config.long_seq_len, config.seed).to(device)  # (64, long_seq_len)
+    gradients = {cell: gradient_per_step(models[cell], long_tokens) for cell in ("rnn", "lstm", "gru")}
+    plot_curves({cell: g.tolist() for cell, g in gradients.items()}, out_dir / "vanishing_gradient.png",
+                show=config.show, logy=True, xlabel="input time step t (T = last token)",
+                ylabel="mean ||d logit / d x_t||",
+                title=f"Gradient w.r.t. each step's input embedding (T={config.long_seq_len})")
+    ratios = {cell: (g[0] / g[-1]).item() for cell, g in gradients.items()}
+    print("[기울기 소실] 첫 토큰 / 마지막 토큰 기울기 비율: "
+          + ", ".join(f"{cell} {ratio:.1e}" for cell, ratio in ratios.items()))
+
+    # ---- 6. 추론: 어순만 다른 문장들 (--predict 는 같은 일을 best.pt 로) ----
+    if raw.test_kinds is not None:  # 절차적 리뷰의 어휘로 쓴 예문이라 오프라인 데이터에서만
+        for sentence in EXAMPLE_REVIEWS:
+            probability, _ = positive_probability(model, sentence, stoi, config.max_len, device)
+            print(f"[추론] 긍정 확률 {probability:.3f} | {sentence}")
+
+    metrics = {
+        "test_accuracy": final["accuracy"],
+        "test_loss": final["loss"],
+        "best_val_accuracy": best,
+        "bow_test_accuracy": results["bow"]["accuracy"],
+        "gap_over_bow": final["accuracy"] - results["bow"]["accuracy"],
+        "vocab_size": len(itos),
+        "gradient_ratio_first_to_last": ratios,
+        "cells": {cell: {k: float(v) for k, v in row.items()} for cell, row in table.iterrows()},
+    }
+    write_run_record(out_dir, script=__file__, config=config, data=raw.name, device=device,
+                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
+                     metrics=metrics, headline="test_accuracy")
+    print(f"끝: {time.perf_counter() - started:.0f}초, 결과는 {out_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(parse_config(Config))
