@@ -116,6 +116,7 @@ def main() -> None:
             "headline": record["headline"],
             "headline_all": [r["record"]["headline"]["value"] for r in runs],
             "metrics": record["metrics"],
+            "timing_all": [r["record"].get("timing", {}) for r in runs],
             "machine": machine, "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         }
         RESULTS_JSON.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
