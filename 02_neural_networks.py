@@ -28,13 +28,15 @@
     (데이터를 통째로 GPU 에 올려 두므로 GPU 에서는 비교 실험도 전체 학습 세트로 돌릴 만합니다.
      MLP 는 작아서 혼합 정밀도(AMP) 이득이 거의 없어 --amp 는 두지 않았습니다.)
 
-기대 결과 (2-core CPU, 측정값; 다른 작업 4개와 CPU 를 나눠 쓰는 상태)
-- --data offline (sklearn digits, 시험 360장): test_accuracy 0.992, best.pt = epoch 19, 24 epoch 에서
-  조기 종료, 전체 45초, 최대 메모리 1.1 GB (OMP_NUM_THREADS=1 로 측정). 스레드 2개로 돌리면
-  덧셈 순서가 달라 숫자가 조금 다릅니다 (같은 조건에서 측정: 0.989, epoch 15 에서 조기 종료).
+기대 결과 (benchmarks/RESULTS.md 에서 옮김: 2코어 Intel Xeon CPU, GPU 없음, 3회 중앙값)
+- --data offline (sklearn digits, 시험 360장): test_accuracy 0.989, best.pt = epoch 10 (검증 손실
+  최저), 15 epoch 에서 조기 종료, 전체 20초, 최대 메모리 1.05 GB. 격자 탐색의 최고 조합은
+  hidden 128, lr 0.001 (검증 정확도 0.979).
+- 스레드 수가 다르면 덧셈 순서가 달라 숫자가 조금 다릅니다 (OMP_NUM_THREADS=1 로 잰 값: 0.992,
+  24 epoch 에서 조기 종료).
 - Fashion-MNIST(real) 정확도는 측정하지 않았습니다 (이 컴퓨터에 파일도 네트워크도 없음).
   같은 크기(학습 60,000장)의 실행 시간은 표준 배치에 둔 MNIST 파일로 대신 재어 약 4분,
-  최대 메모리 1.4 GB 였습니다 (OMP_NUM_THREADS=1).
+  최대 메모리 1.4 GB 였습니다 (다른 학습이 함께 돌던 기계에서 OMP_NUM_THREADS=1).
 """
 
 # %%

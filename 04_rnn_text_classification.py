@@ -34,10 +34,9 @@
       단어 주머니는 simple 0.77~0.80, negation 0.21~0.23 ("not good" 을 거꾸로 읽음), contrast 0.49.
     - 기울기 소실(길이 100): 첫 토큰 / 마지막 토큰 기울기 비율 RNN 3e-18, LSTM 3e-6, GRU 8e-3.
       (2-core CPU, 측정값)
-    - 최대 메모리 1.07 GB. 시간: 다른 학습 4개가 함께 돌던 부하 상태에서 OMP_NUM_THREADS=1 로
-      146초(셀별 LSTM 65초, GRU 47초, RNN 17초, 단어 주머니 2초). 기본 2 스레드는 다른 작업이 없을 때
-      LSTM epoch 하나가 4.3초(→ 전체 약 1~1.5분으로 추정, 한 번에 재지는 못함)이고, 다른 작업과
-      CPU 를 나눠 쓰면 epoch 하나가 최대 196초까지 느려져 전체 570초가 걸렸습니다. (2-core CPU, 측정값)
+    - 전체 66초, 최대 메모리 1.03 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU, 3회 중앙값; 네
+      셀의 학습과 기울기 실험 모두 포함). CPU 를 다른 프로그램과 나눠 쓰면 두 스레드가 서로 기다리느라
+      몇 배 느려질 수 있습니다 (그 기계에서 잰 값: 2 스레드 570초, OMP_NUM_THREADS=1 146초).
     - 실제 IMDB(25,000/25,000, 최대 200토큰): LSTM/GRU 목표 85% 이상, CPU 로 셀마다 epoch 당
       수 분, GPU 로 수십 초로 예상합니다. 아직 측정하지 않았습니다(미측정).
     --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 와 vocab.json 을

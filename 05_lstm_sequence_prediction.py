@@ -40,7 +40,8 @@
     다른 설정(측정값, GOOG 시험 RMSE / skill): --target return 15.14 / −0.009, --cell gru 15.02 /
         −0.001, --cell rnn 14.995 / +0.0004, --no-residual 19.19 / −0.28 (학습 구간 최고가 555달러를
         넘는 가격에서 무너짐).
-    시간·메모리: 25~85초(다른 작업과 공유 중인 2-core CPU, 부하에 따라), 최대 메모리(RSS) 1.0 GB.
+    시간·메모리: 8.4초, 최대 메모리(RSS) 0.97 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU,
+    GPU 없음, 3회 중앙값).
     --csv 실제 파일(예: Netflix)의 결과와 GPU 결과는 측정하지 않았습니다.
 """
 
