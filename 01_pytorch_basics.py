@@ -50,7 +50,6 @@ from utils.data.tabular import load_housing
 from utils.data.vision import MNIST_MEAN, MNIST_STD, load_mnist_like, read_image_as_mnist
 from utils.runtime import (
     RunConfig,
-    UserError,
     count_parameters,
     describe_run,
     make_out_dir,
@@ -62,6 +61,7 @@ from utils.runtime import (
 from utils.training import (
     History,
     check_finite,
+    checkpoint_extra,
     load_checkpoint,
     progress,
     save_checkpoint,
@@ -417,10 +417,7 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     """best.pt 를 불러와 이미지 파일 하나를 분류하고, 전처리된 28x28 입력을 그림으로 남깁니다."""
     image = read_image_as_mnist(config.predict).to(device)  # (1, 1, 28, 28)
     checkpoint = out_dir / "best.pt"
-    if not checkpoint.exists():
-        raise UserError(f"{checkpoint} 가 없습니다. 먼저 `python 01_pytorch_basics.py` 로 학습하세요.")
-    hidden_size = torch.load(checkpoint, map_location="cpu", weights_only=True)["extra"]["hidden_size"]
-    model = build_mlp(hidden_size).to(device)
+    model = build_mlp(checkpoint_extra(checkpoint)["hidden_size"]).to(device)
     state = load_checkpoint(checkpoint, model=model, device=device, restore_rng=False)
     model.eval()
     with torch.no_grad():

@@ -66,7 +66,6 @@ from utils.data.color_images import ColorImages, load_color_images, read_predict
 from utils.data.common import try_download
 from utils.runtime import (
     RunConfig,
-    UserError,
     count_parameters,
     describe_run,
     make_out_dir,
@@ -79,6 +78,7 @@ from utils.training import (
     History,
     autocast,
     check_finite,
+    checkpoint_extra,
     load_checkpoint,
     progress,
     save_checkpoint,
@@ -703,10 +703,7 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     """학습한 best.pt 로 이미지 파일 한 장을 분류합니다. 상위 3개 클래스와 확률을 출력."""
     image = read_predict_image(config.predict)  # (1, 3, 32, 32) uint8, 이미지가 아니면 UserError
     checkpoint = out_dir / "best.pt"
-    if not checkpoint.exists():
-        raise UserError(f"{checkpoint} 가 없습니다. 먼저 --predict 없이 학습하세요 (같은 --out-dir).")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # 모델 설정(extra)을 먼저 읽음
-    extra = state["extra"]
+    extra = checkpoint_extra(checkpoint)  # 모델 설정을 먼저 읽어 같은 모양의 모델을 만듦
     model_config = Config(**{**vars(config), **extra["model_config"]})
     model = build_model(model_config.model, len(extra["classes"]), model_config).to(device)
     load_checkpoint(checkpoint, model=model, device=device, restore_rng=False)

@@ -178,6 +178,17 @@ def test_missing_or_broken_checkpoint_is_a_clear_error(tmp_path):
         training.load_checkpoint(tmp_path / "other.pt", model=model)
 
 
+def test_checkpoint_extra_reads_settings_or_fails_clearly(tmp_path):
+    training.save_checkpoint(tmp_path / "best.pt", model=torch.nn.Linear(2, 2), epoch=1, best_metric=0.5,
+                             extra={"hidden_size": 64, "classes": ["a", "b"]})
+    assert training.checkpoint_extra(tmp_path / "best.pt") == {"hidden_size": 64, "classes": ["a", "b"]}
+    with pytest.raises(UserError, match="없습니다"):
+        training.checkpoint_extra(tmp_path / "missing.pt")
+    (tmp_path / "broken.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="읽을 수 없습니다"):
+        training.checkpoint_extra(tmp_path / "broken.pt")
+
+
 def test_save_on_interrupt_saves_and_exits_cleanly(tmp_path, capsys):
     saved = []
     with pytest.raises(SystemExit) as exit_info:

@@ -175,6 +175,21 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer=None, sched
     return {"epoch": state["epoch"], "best_metric": state["best_metric"], "extra": state["extra"]}
 
 
+def checkpoint_extra(path: Path) -> dict:
+    """체크포인트의 extra(모델 설정·클래스 이름 등)만 읽습니다: 모델을 만들기 전에 모양을 알아야 할 때.
+
+    load_checkpoint 와 같이 weights_only=True 로 읽고, 없거나 깨진 파일은 UserError 입니다.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"체크포인트 {path} 가 없습니다. 먼저 --predict 없이 학습하세요 (같은 --out-dir).")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["extra"]
+    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        raise UserError(f"체크포인트 {path} 를 읽을 수 없습니다 ({str(error).splitlines()[0]}). "
+                        "지우고 다시 학습하세요.") from error
+
+
 @contextlib.contextmanager
 def save_on_interrupt(save_fn, out_dir: Path):
     """Ctrl+C(KeyboardInterrupt) 가 오면 `save_fn()` 으로 last.pt 를 남기고 조용히 끝냅니다.
