@@ -26,7 +26,7 @@
 
 기대 결과 (benchmarks/RESULTS.md 에서 옮김: 2코어 Intel Xeon CPU, GPU 없음, 3회 중앙값)
     - 오프라인(sklearn digits, 시험 360장): 시험 정확도 0.961, 11초, 최대 메모리 1.0 GB.
-    - 실제 MNIST(--data real --data-dir <MNIST 가 있는 폴더>): 시험 정확도 0.9735, 29초, 1.4 GB.
+    - 실제 MNIST(--data real --data-dir <MNIST 가 있는 폴더>): 시험 정확도 0.9735, 35초, 1.4 GB.
     - 사인 맞추기: 2,000번 뒤 손실(Σ오차²) 10.4, 최소제곱 해 4.4. 회귀(diabetes): 선형 R² 0.455,
       scikit-learn 0.453, 평균 예측 −0.012, MLP 0.050 (작은 데이터에서 과적합).
     California housing 결과는 이 기계에 네트워크가 없어 측정하지 못했습니다.
