@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -53,7 +54,7 @@ from utils.runtime import (
     count_parameters,
     describe_run,
     make_out_dir,
-    parse_config,
+    run,
     pick_device,
     set_seed,
     write_run_record,
@@ -74,6 +75,7 @@ from utils.visualization import plot_confusion_matrix, plot_history, plot_image_
 
 @dataclass
 class Config(RunConfig):
+    chapter: ClassVar[str] = "01_pytorch_basics"  # 출력 폴더 outputs/01_pytorch_basics/, 체크포인트 주인 표시
     # --- MNIST MLP ---
     epochs: int = 30  # 전체 학습 데이터를 몇 번 볼지: digits(1,300장)는 30번쯤에서 검증 정확도가 멈춤
     batch_size: int = 100  # 강의 예시와 같은 값: 1,000개 / 100 = 에폭당 10번 반복
@@ -532,4 +534,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    run(main, Config)

@@ -44,7 +44,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -60,7 +60,7 @@ from utils.runtime import (
     count_parameters,
     describe_run,
     make_out_dir,
-    parse_config,
+    run,
     pick_device,
     set_seed,
     write_run_record,
@@ -94,6 +94,7 @@ def _float_list(text: str) -> list[float]:
 
 @dataclass
 class Config(RunConfig):
+    chapter: ClassVar[str] = "02_neural_networks"  # 출력 폴더 outputs/02_neural_networks/, 체크포인트 주인 표시
     epochs: int = 30  # 최종 학습의 최대 epoch (조기 종료가 더 일찍 멈출 수 있음)
     batch_size: int = 64  # 미니배치 크기 (2 이상: BatchNorm 이 배치 통계를 씀). 작을수록 잡음 많은 기울기
     lr: float = 3e-3  # 최종 학습 Adam 의 최고 학습률 (OneCycleLR 의 max_lr)
@@ -910,4 +911,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    run(main, Config)

@@ -54,7 +54,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -69,7 +69,7 @@ from utils.runtime import (
     count_parameters,
     describe_run,
     make_out_dir,
-    parse_config,
+    run,
     pick_device,
     set_seed,
     write_run_record,
@@ -91,6 +91,7 @@ from utils.visualization import plot_confusion_matrix, plot_curves, plot_history
 
 @dataclass
 class Config(RunConfig):
+    chapter: ClassVar[str] = "03_cnn_image_classification"  # 출력 폴더 outputs/03_cnn_image_classification/, 체크포인트 주인 표시
     model: Literal["vgg", "resnet"] = "vgg"  # vgg: 강의의 3블록 CNN, resnet: 잔차 블록 변형
     epochs: int = 8  # 도형 데이터는 8 epoch 이면 95% 를 넘김 (CPU 시간 예산 안)
     batch_size: int = 128  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
@@ -881,4 +882,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    run(main, Config)

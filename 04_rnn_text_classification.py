@@ -52,7 +52,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -68,7 +68,7 @@ from utils.runtime import (
     count_parameters,
     describe_run,
     make_out_dir,
-    parse_config,
+    run,
     pick_device,
     set_seed,
     write_run_record,
@@ -93,6 +93,7 @@ CELLS = ("bow", "rnn", "lstm", "gru")  # 비교표의 순서: 순서를 안 보�
 
 @dataclass
 class Config(RunConfig):
+    chapter: ClassVar[str] = "04_rnn_text_classification"  # 출력 폴더 outputs/04_rnn_text_classification/, 체크포인트 주인 표시
     epochs: int = 6  # 절차적 리뷰에서 LSTM 은 3~4 epoch 에 검증 정확도 1.0, 여유 2
     batch_size: int = 128  # CPU 에서 시점(T)마다 도는 반복 횟수를 줄이려고 크게
     lr: float = 5e-3  # Adam. 작은 순환망은 기본값 1e-3 보다 크게 해도 안정적 (기울기 자르기 덕분)
@@ -647,4 +648,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    run(main, Config)

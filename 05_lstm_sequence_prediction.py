@@ -53,7 +53,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -67,7 +67,7 @@ from utils.runtime import (
     count_parameters,
     describe_run,
     make_out_dir,
-    parse_config,
+    run,
     pick_device,
     set_seed,
     write_run_record,
@@ -93,6 +93,7 @@ EVAL_BATCH_SIZE = 1024  # 평가는 기울기를 저장하지 않아 가벼움: 
 
 @dataclass
 class Config(RunConfig):
+    chapter: ClassVar[str] = "05_lstm_sequence_prediction"  # 출력 폴더 outputs/05_lstm_sequence_prediction/, 체크포인트 주인 표시
     epochs: int = 20  # GOOG 모델의 최대 epoch (조기 종료가 먼저 멈추기도 함)
     batch_size: int = 128  # 창 128개씩; 학습 창 702개라 epoch 당 6걸음 (작은 모델이라 걸음 수가 시간을 정함)
     lr: float = 5e-3  # Adam 학습률; 은닉 32 인 작은 LSTM 은 이 정도에서도 안정적이고 빨리 수렴
@@ -891,4 +892,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config))
+    run(main, Config)

@@ -7,12 +7,19 @@
 
     @dataclass
     class Config(RunConfig):
+        chapter: ClassVar[str] = "01_pytorch_basics"   # 출력 폴더 이름, 체크포인트의 주인
         epochs: int = 10        # 전체 데이터를 몇 번 볼지
         lr: float = 1e-3        # Adam의 일반적인 시작값
 
-    config = parse_config(Config)          # --epochs 20 --lr 3e-4 ...
-    device = pick_device(config.device)    # auto → cuda, mps, cpu 순서
-    set_seed(config.seed)
+    def main(config: Config) -> dict:
+        device = pick_device(config.device)    # auto → cuda, mps, cpu 순서
+        set_seed(config.seed)
+        ...
+
+    if __name__ == "__main__":
+        run(main, Config)      # 플래그 → Config, 잘못된 입력은 한 줄 + 종료 코드 2
+
+import 할 때는 아무 일도 하지 않습니다 (예외 훅·그림 백엔드·난수를 건드리지 않음).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import math
 import os
 import platform
 import random
@@ -30,7 +38,7 @@ import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -39,8 +47,7 @@ import torch
 class UserError(Exception):
     """사용자가 고칠 수 있는 문제(잘못된 플래그, 없는 파일 등).
 
-    `parse_config` 가 설치하는 예외 훅(exception hook)이 이 예외를 traceback 없이
-    한 문장("오류: ...")으로 출력하고 종료 코드 1로 끝냅니다.
+    `run` 이 이 예외를 traceback 없이 한 문장("오류: ...")으로 출력하고 종료 코드 2로 끝냅니다.
     """
 
 
@@ -48,12 +55,13 @@ class UserError(Exception):
 class RunConfig:
     """모든 장에 공통인 실행 플래그. 각 장의 `Config` 가 이를 상속해 하이퍼파라미터를 더합니다."""
 
+    chapter: ClassVar[str] = "chapter"  # 각 장이 덮어씀: 출력 폴더 outputs/<chapter>/, 체크포인트 주인 표시
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: cuda → mps → cpu 순으로 고름
     seed: int = 42  # 같은 시드 + 같은 장치(CPU) → 같은 숫자
     data: Literal["auto", "real", "offline"] = "auto"  # auto: 실제 데이터가 없으면 오프라인 대체 데이터
     data_dir: str = "data"  # 실제 데이터를 찾고 내려받는 폴더
-    out_dir: str = ""  # 비우면 outputs/<스크립트 이름>/
-    smoke: bool = False  # 오프라인 데이터로 배치 하나만 학습/평가 (테스트용, 몇 초)
+    out_dir: str = ""  # 비우면 outputs/<장 이름>/
+    smoke: bool = False  # 오프라인 데이터, epoch 마다 배치 하나만 학습/평가, 최대 3 epoch (테스트용, 몇 초)
     resume: bool = False  # out_dir 의 last.pt 에서 이어서 학습
     show: bool = False  # 그림을 PNG로 저장하고 화면에도 띄움
 
@@ -127,28 +135,66 @@ def parse_config(config_cls: type, argv: list[str] | None = None):
     for name, (minimum, inclusive) in _POSITIVE_FIELDS.items():
         value = getattr(args, name, None)
         if value is not None and (value < minimum if inclusive else value <= minimum):
-            relation = "이상" if inclusive else "보다 커야"
+            relation = "이상이어야" if inclusive else "보다 커야"
             parser.error(f"--{name.replace('_', '-')} 는 {minimum} {relation} 합니다 (받은 값: {value}).")
+    for field in dataclasses.fields(config_cls):  # NaN 은 어떤 비교도 거짓이라 범위 검사를 빠져나감
+        value = getattr(args, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            parser.error(f"--{field.name.replace('_', '-')} 는 유한한 수여야 합니다 (받은 값: {value}).")
     try:
         config = config_cls(**vars(args))
     except ValueError as error:  # Config.__post_init__ 의 검사
         parser.error(str(error))
-    sys.excepthook = _one_line_excepthook
-    if not config.show:
-        import matplotlib
-
-        matplotlib.use("Agg")
     return config
 
 
-def _one_line_excepthook(exc_type, exc_value, exc_traceback):
-    """UserError 와 Ctrl+C 는 한 줄로, 그 밖의 예외(버그)는 평소처럼 traceback 으로."""
-    if issubclass(exc_type, UserError):
-        print(f"오류: {exc_value}", file=sys.stderr)
-    elif issubclass(exc_type, KeyboardInterrupt):
-        print("중단되었습니다 (Ctrl+C).", file=sys.stderr)
-    else:
-        sys.__excepthook__(exc_type, exc_value, exc_traceback)
+def in_notebook() -> bool:
+    """Jupyter·VS Code 노트북(ipykernel) 안이면 True: 그곳의 sys.argv 는 커널의 인자라 읽으면 안 됨."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def prepare_out_dir(config: RunConfig) -> Path:
+    """출력 폴더를 만들고 실제로 쓸 수 있는지 작은 파일로 확인합니다 (학습을 시작하기 전에).
+
+    파일이 그 자리에 있거나, 읽기 전용이거나, 만들 수 없는 곳(/proc 아래 등)이면 UserError.
+    """
+    out_dir = Path(config.out_dir) if config.out_dir else Path("outputs") / config.chapter
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out-dir {out_dir} 는 폴더가 아니라 파일입니다. 다른 폴더를 지정하세요.")
+    probe = out_dir / ".write_test.tmp"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"--out-dir {out_dir} 에 쓸 수 없습니다 ({error.strerror or error}). "
+                        "쓰기 권한이 있는 폴더를 지정하세요.") from None
+    return out_dir
+
+
+def run(main, config_cls: type, argv: list[str] | None = None):
+    """스크립트의 진입점: 플래그 → Config → 출력 폴더 확인 → `main(config)`.
+
+    - 노트북(Jupyter, VS Code)에서는 커널의 인자를 읽지 않고 `Config` 의 기본값을 씁니다.
+    - 사용자가 고칠 수 있는 문제(UserError, 잘못된 플래그)는 "오류: ..." 한 줄과 종료 코드 2.
+    - 어디서든 Ctrl+C 는 한 줄과 종료 코드 130 (128 + SIGINT, 셸의 관례).
+    - 그 밖의 예외는 버그이므로 평소처럼 traceback 을 보여 줍니다.
+    """
+    if argv is None:
+        argv = [] if in_notebook() else sys.argv[1:]
+    try:
+        config = parse_config(config_cls, argv)
+        config.out_dir = str(prepare_out_dir(config))
+        return main(config)
+    except UserError as error:
+        print(f"오류: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("\n중단되었습니다 (Ctrl+C). 학습 중이었다면 --resume 으로 이어서 할 수 있습니다.",
+              file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def pick_device(name: str = "auto") -> torch.device:

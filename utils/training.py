@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import os
-import pickle
 import random
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +33,33 @@ from utils.runtime import UserError
 # 진행 막대와 기록
 # ---------------------------------------------------------------------------
 def progress(iterable, desc: str, total: int | None = None):
-    """epoch 하나의 진행 막대. 끝나면 지워지고(leave=False) 요약 한 줄만 남습니다."""
+    """epoch 하나의 진행 막대. 끝나면 지워지고(leave=False) 요약 한 줄만 남습니다.
+
+    시험용: 환경 변수 `TUTORIAL_SIGINT_AT="epoch 2:0"` 이면 desc 가 "epoch 2" 인 막대의 0번째
+    걸음에서 자기 자신에게 진짜 SIGINT(Ctrl+C)를 보냅니다. 중단·이어하기 시험이 시간에 기대지 않고
+    정해진 곳에서 끊기게 하려는 것이며, 변수가 없으면 아무 일도 하지 않습니다.
+    """
     # disable=None: 터미널이 아니면(로그 파일, 테스트) 막대를 그리지 않습니다.
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)
+    bar = tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)
+    target = os.environ.get("TUTORIAL_SIGINT_AT", "")
+    if not target or target.rpartition(":")[0] != desc:
+        return bar
+    return _interrupt_at(bar, int(target.rpartition(":")[2]))
+
+
+def _interrupt_at(iterable, step: int):
+    for index, item in enumerate(iterable):
+        if index == step:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # 신호가 도착해 KeyboardInterrupt 가 날 때까지 (보통 즉시)
+        yield item
 
 
 class History:
-    """epoch 마다 지표 한 줄: 화면에 요약을 출력하고 `history.csv` 에 덧붙입니다.
+    """epoch 마다 지표 한 줄: 화면에 요약을 출력하고 `history.csv` 에 씁니다.
 
-    `History(path, resume=True)` 는 기존 파일을 읽어 이어 씁니다 (이어하기용).
+    이어하기 때는 `resume_or_start` 가 체크포인트에 든 기록으로 `rows` 를 되살립니다
+    (그래서 history.csv 가 지워지거나 중단 뒤 한 줄 더 쓰였어도 기록은 체크포인트와 같습니다).
     """
 
     def __init__(self, path: Path, resume: bool = False):
@@ -90,10 +110,19 @@ def _format_metric(name: str, value) -> str:
 
 
 # ---------------------------------------------------------------------------
-# 체크포인트
+# 체크포인트: 이어하기(resume), 최고 모델(best), 예측(--predict)이 모두 같은 형식 하나를 씁니다
 # ---------------------------------------------------------------------------
-def rng_states() -> dict:
-    """모든 난수 생성기의 현재 상태 (이어하기를 끊김 없이 만들기 위해)."""
+CHECKPOINT_KEYS = ("chapter", "model_args", "model", "optimizer", "scheduler", "scaler", "epoch", "best",
+                   "config", "rng", "extra", "history")
+# 이어하기 때 달라도 되는 설정: 결과를 바꾸지 않거나(--device, --show, --out-dir) 더 학습하려는 것(--epochs).
+FREE_FIELDS = frozenset({"epochs", "resume", "show", "out_dir", "device", "predict"})
+
+
+def rng_states(generators=()) -> dict:
+    """모든 난수 생성기의 현재 상태: 전역 Python·NumPy·PyTorch(·CUDA) + DataLoader 등의 torch.Generator.
+
+    다음 epoch 의 섞는 순서·드롭아웃·증강을 정하는 것이 모두 여기 있어야 이어하기가 끊김 없이 같아집니다.
+    """
     # NumPy 상태는 배열을 품은 튜플이라 weights_only 로 읽을 수 있게 텐서·기본형으로 풉니다.
     _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     states = {
@@ -101,13 +130,15 @@ def rng_states() -> dict:
         "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "torch": torch.get_rng_state(),
+        "generators": [generator.get_state() for generator in generators],
     }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
-def set_rng_states(states: dict) -> None:
+def set_rng_states(states: dict, generators=()) -> None:
+    """`rng_states` 가 저장한 상태로 되돌립니다 (generators 는 저장할 때와 같은 순서)."""
     random.setstate(_as_tuples(states["python"]))
     numpy_state = states["numpy"]
     np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32),
@@ -116,6 +147,8 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+    for generator, state in zip(generators, states.get("generators", [])):
+        generator.set_state(state)
 
 
 def _as_tuples(value):
@@ -123,48 +156,178 @@ def _as_tuples(value):
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def save_checkpoint(path: Path, *, model: torch.nn.Module, epoch: int, best_metric: float,
-                    optimizer=None, scheduler=None, scaler=None, extra: dict | None = None) -> None:
+def make_checkpoint(config, model_args: dict, state: dict, epoch: int, best: float, *,
+                    generators=(), history=None, extra: dict | None = None) -> dict:
+    """체크포인트 = 평범한 dict 하나 (nanoGPT 의 방식).
+
+    config     : 실행 설정 (Config dataclass)
+    model_args : `build_model(**model_args)` 로 모델을 다시 만들 수 있는 인자 (예측이 이것만으로 모델을 만듦)
+    state      : {"model": model, "optimizer": ..., "scheduler": ..., "scaler": ...} — state_dict() 가 있는 것
+    epoch      : 끝난 epoch (0 = 첫 걸음 전)
+    best       : 지금까지 가장 좋은 검증 지표
+    generators : DataLoader 등에 준 torch.Generator 들 (이어하기 때 같은 순서로 되돌림)
+    history    : History: epoch 별 기록 (조기 종료 판단과 학습 곡선이 이어하기 뒤에도 같도록)
+    extra      : 예측에 필요한 가중치 밖의 것 (어휘, 문자 집합, 정규화 값, 클래스 이름, 데이터 이름)
+    """
+    return {
+        "chapter": config.chapter,
+        "model_args": dict(model_args),
+        **{key: (state[key].state_dict() if state.get(key) is not None else None)
+           for key in ("model", "optimizer", "scheduler", "scaler")},
+        "epoch": epoch,
+        "best": best,
+        "config": dataclasses.asdict(config),
+        "rng": rng_states(generators),
+        "extra": dict(extra or {}),
+        "history": [dict(row) for row in history.rows] if history is not None else [],
+    }
+
+
+def save_checkpoint(path: Path, checkpoint: dict | None = None, **legacy) -> None:
     """체크포인트를 임시 파일에 쓴 뒤 이름을 바꿉니다(atomic write).
 
     `os.replace` 는 같은 폴더 안에서 원자적이므로, 쓰는 도중에 중단되어도 `path` 에는
     이전의 온전한 파일이나 새 온전한 파일 중 하나만 남습니다.
     """
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": epoch,
-        "best_metric": best_metric,
-        "extra": extra or {},
-        "rng": rng_states(),
-    }
+    if checkpoint is None:  # 옛 호출 방식 (01~05 가 새 형식으로 옮겨 가는 동안만)
+        checkpoint = _legacy_state(**legacy)
     path = Path(path)
     tmp_path = path.with_name(path.name + ".tmp")
     try:
-        torch.save(state, tmp_path)
+        torch.save(checkpoint, tmp_path)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)  # 실패했을 때 반쯤 쓴 임시 파일을 남기지 않음
 
 
-def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
-                    scaler=None, device: torch.device | str = "cpu",
-                    restore_rng: bool = True) -> dict:
-    """`save_checkpoint` 가 쓴 파일을 읽어 각 객체에 되돌립니다.
+def load_checkpoint(path: Path, config=None, *, purpose: str = "resume", **legacy) -> dict:
+    """체크포인트를 읽어 dict 로 돌려줍니다. 파일이 잘못될 수 있는 모든 경우는 한 줄의 UserError.
 
     `weights_only=True`: 텐서와 기본 자료형만 읽습니다. 믿을 수 없는 파일에 숨은 파이썬
     코드가 실행되는 피클(pickle) 공격을 막습니다.
-    반환값: {"epoch", "best_metric", "extra"}.
+    purpose: "resume"(--resume), "predict"(--predict), "test"(시험 평가) — 오류 문장에 씁니다.
     """
+    if config is None or "model" in legacy:  # 옛 호출 방식 (01~05 가 옮겨 가는 동안만)
+        return _legacy_load(path, **legacy)
+    path = Path(path)
+    advice = {"resume": "--resume 없이 처음부터 학습하세요",
+              "predict": "먼저 --predict 없이 학습하세요 (같은 --out-dir)",
+              "test": "지우고 다시 학습하세요"}[purpose]
+    if not path.exists():
+        raise UserError(f"체크포인트 {path} 가 없습니다. {advice}.")
+    if path.is_dir():
+        raise UserError(f"체크포인트 {path} 는 파일이 아니라 폴더입니다.")
+    if path.stat().st_size == 0:
+        raise UserError(f"체크포인트 {path} 가 빈 파일입니다 (저장 중에 끊겼을 수 있음). {advice}.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # 잘린 zip, 텍스트 파일, 피클이 아닌 것, 허용되지 않은 객체 …
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise UserError(f"체크포인트 {path} 를 읽을 수 없습니다: 잘렸거나 체크포인트 파일이 아닙니다 "
+                        f"({first_line}). {advice}.") from None
+    if not isinstance(checkpoint, dict) or not set(CHECKPOINT_KEYS) <= set(checkpoint):
+        raise UserError(f"{path} 는 이 시리즈의 체크포인트가 아닙니다 (필요한 키가 없음). {advice}.")
+    if checkpoint["chapter"] != config.chapter:
+        raise UserError(f"{path} 는 {checkpoint['chapter']} 장의 체크포인트입니다 "
+                        f"(지금은 {config.chapter}). --out-dir 을 확인하세요.")
+    return checkpoint
+
+
+def setting_differences(saved: dict, current: dict, free=FREE_FIELDS) -> list[str]:
+    """두 설정 dict 의 다른 항목을 "이름: 저장값 → 지금값" 으로 (free 에 든 이름은 건너뜀)."""
+    names = sorted((set(saved) | set(current)) - set(free))
+    return [f"{name}: {saved.get(name)!r} → {current.get(name)!r}"
+            for name in names if saved.get(name) != current.get(name)]
+
+
+def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), history=None,
+                    best: float, free=FREE_FIELDS) -> tuple[int, float]:
+    """이어하기 또는 새 시작. (시작할 epoch, 지금까지의 best) 를 돌려줍니다.
+
+    - 새 시작: 첫 걸음 전에 last.pt(epoch 0)를 씁니다. 그래서 epoch 1 도중에 Ctrl+C 를 눌러도
+      이어 할 파일이 있고, 이어 한 결과는 끊지 않은 학습과 같습니다.
+    - `--resume`: last.pt 의 모델·최적화기·스케줄러·난수 상태·기록을 되살리고 다음 epoch 부터.
+      last.pt 가 아직 없으면(첫 저장 전에 멈춤) 처음부터 시작한다고 한 줄로 알립니다.
+      모델 인자나 데이터 설정이 지금 플래그와 다르면 다른 점을 나열하며 거절합니다 (--epochs 는 허용).
+    checkpoint_fn(epoch, best) 는 각 장이 만드는 `make_checkpoint(...)` 호출입니다.
+    """
+    path = Path(config.out_dir) / "last.pt"
+    if config.resume and path.exists():
+        saved = load_checkpoint(path, config, purpose="resume")
+        current = checkpoint_fn(0, best)
+        differences = setting_differences(saved["config"], current["config"], free)
+        differences += [f"model_args.{d}" for d in setting_differences(saved["model_args"],
+                                                                      current["model_args"], ())]
+        if saved["extra"].get("data") != current["extra"].get("data"):
+            differences.append(f"data: {saved['extra'].get('data')!r} → {current['extra'].get('data')!r}")
+        if differences:
+            raise UserError(f"{path} 는 다른 설정으로 학습되었습니다 ({'; '.join(differences)}). "
+                            "같은 설정으로 --resume 하거나 다른 --out-dir 로 새로 학습하세요.")
+        for key, obj in state.items():
+            if obj is not None and saved.get(key) is not None:
+                obj.load_state_dict(saved[key])
+        set_rng_states(saved["rng"], generators)
+        if history is not None:
+            history.rows = [dict(row) for row in saved["history"]]
+            history.save()
+        print(f"[이어하기] {path}: epoch {saved['epoch']} 까지 끝남 → epoch {saved['epoch'] + 1} 부터")
+        return saved["epoch"] + 1, saved["best"]
+    if config.resume:
+        print(f"[이어하기] {path} 가 아직 없어(첫 저장 전에 멈춤) 처음부터 시작합니다.")
+    save_checkpoint(path, checkpoint_fn(0, best))
+    return 1, best
+
+
+def load_trained_model(path: Path, build_model, config, device, purpose: str = "predict"):
+    """best.pt(또는 last.pt)에서 모델을 다시 만듭니다: `build_model(**model_args)` + 가중치 + eval().
+
+    --predict 와 시험 평가가 같은 함수를 씁니다. 원래 학습 플래그를 다시 줄 필요가 없습니다.
+    반환값: (model, checkpoint dict)
+    """
+    checkpoint = load_checkpoint(path, config, purpose=purpose)
+    model = build_model(**checkpoint["model_args"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise UserError(f"{path} 의 가중치가 모델과 맞지 않습니다 "
+                        f"({str(error).splitlines()[0][:160]}). 지우고 다시 학습하세요.") from None
+    return model.to(device).eval(), checkpoint
+
+
+def epochs_since_best(rows: list[dict], key: str, mode: str = "max") -> int:
+    """조기 종료(early stopping)용: 기록에서 `key` 가 처음 최고값을 찍은 뒤 지난 epoch 수.
+
+    같은 값은 나아진 것으로 치지 않습니다 (run 블록의 `>` 와 같음). 기록(history)은 체크포인트에
+    들어 있으므로 이어하기 뒤에도 같은 판단을 합니다.
+    """
+    values = [row[key] for row in rows if key in row]
+    if not values:
+        return 0
+    best_value = max(values) if mode == "max" else min(values)
+    return len(values) - 1 - values.index(best_value)
+
+
+# --- 옛 호출 방식: 01~05 가 새 형식으로 옮겨 가는 동안만 남겨 둡니다 -------------------------
+def _legacy_state(*, model, epoch, best_metric, optimizer=None, scheduler=None, scaler=None,
+                  extra=None) -> dict:
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": epoch, "best_metric": best_metric, "extra": extra or {}, "rng": rng_states(),
+    }
+
+
+def _legacy_load(path: Path, *, model, optimizer=None, scheduler=None, scaler=None,
+                 device="cpu", restore_rng: bool = True) -> dict:
     path = Path(path)
     if not path.exists():
         raise UserError(f"체크포인트 {path} 가 없습니다. 먼저 --resume 없이 학습하세요.")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    except Exception as error:
         raise UserError(f"체크포인트 {path} 를 읽을 수 없습니다 ({str(error).splitlines()[0]}). "
                         "다른 설정으로 학습한 파일이면 지우고 다시 학습하세요.") from error
     for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
@@ -176,16 +339,12 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer=None, sched
 
 
 def checkpoint_extra(path: Path) -> dict:
-    """체크포인트의 extra(모델 설정·클래스 이름 등)만 읽습니다: 모델을 만들기 전에 모양을 알아야 할 때.
-
-    load_checkpoint 와 같이 weights_only=True 로 읽고, 없거나 깨진 파일은 UserError 입니다.
-    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"체크포인트 {path} 가 없습니다. 먼저 --predict 없이 학습하세요 (같은 --out-dir).")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)["extra"]
-    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    except Exception as error:
         raise UserError(f"체크포인트 {path} 를 읽을 수 없습니다 ({str(error).splitlines()[0]}). "
                         "지우고 다시 학습하세요.") from error
 
@@ -256,11 +415,10 @@ def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """혼합 정밀도(AMP) 문맥: CUDA 에서는 float16, CPU 에서는 bfloat16, 꺼져 있으면 아무 일도 안 함.
+    """혼합 정밀도(AMP) 문맥: CUDA 에서만 float16. CPU·MPS 에서는 아무 일도 하지 않습니다.
 
-    `torch.amp.autocast` 만 씁니다 (옛 `torch.cuda.amp` 는 폐기 예정).
-    float16 에는 `torch.amp.GradScaler("cuda")` 가 함께 필요합니다 (각 장에서 보여줌).
+    CPU 의 bfloat16 은 결과 숫자를 몰래 바꾸므로 켜지 않습니다. `torch.amp.autocast` 만 씁니다
+    (옛 `torch.cuda.amp` 는 폐기 예정). float16 에는 `torch.amp.GradScaler("cuda")` 가 함께 필요합니다.
     """
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.amp.autocast(device_type=device.type, dtype=dtype,
-                              enabled=enabled and device.type in ("cuda", "cpu"))
+    return torch.amp.autocast(device_type=device.type, dtype=torch.float16,
+                              enabled=enabled and device.type == "cuda")
