@@ -29,11 +29,44 @@ def load_chapter(number: str):
     return module
 
 
-def run_script(script: Path | str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """스크립트를 사용자처럼 새 파이썬 프로세스로 실행합니다 (저장소 루트에서)."""
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONIOENCODING="utf-8")
+def run_script(script: Path | str, *args: str, timeout: float = 600,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """스크립트를 사용자처럼 새 파이썬 프로세스로 실행합니다 (저장소 루트에서).
+
+    env 로 환경 변수를 더할 수 있습니다 (예: TUTORIAL_SIGINT_AT 으로 정해진 곳에서 Ctrl+C).
+    """
+    base = {k: v for k, v in os.environ.items() if k != "TUTORIAL_SIGINT_AT"}
+    env = dict(base, MPLBACKEND="Agg", PYTHONIOENCODING="utf-8", **(env or {}))
     return subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def chapter_number(script: Path) -> str:
+    return script.name[:2]
+
+
+def smoke_args(out_dir: Path, *extra: str) -> list[str]:
+    """모든 장이 같은 뜻으로 받는 점검 실행 플래그."""
+    return ["--smoke", "--data", "offline", "--device", "cpu", "--out-dir", str(out_dir), *extra]
+
+
+_SMOKE_RUNS: dict[str, tuple[subprocess.CompletedProcess, Path]] = {}
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """장마다 한 번만 돌리는 점검 실행 (smoke 시험·중단 시험·잘못된 입력 표가 함께 씀).
+
+    반환: 함수 script → (실행 결과, 출력 폴더). 출력 폴더는 읽기만 하세요 (복사해서 고침).
+    """
+    def get(script: Path):
+        key = script.name
+        if key not in _SMOKE_RUNS:
+            out_dir = tmp_path_factory.mktemp(f"smoke_{script.stem}")
+            _SMOKE_RUNS[key] = (run_script(script, *smoke_args(out_dir)), out_dir)
+        return _SMOKE_RUNS[key]
+
+    return get
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -19,8 +20,10 @@ from utils.runtime import (
     RunConfig,
     UserError,
     build_parser,
+    in_notebook,
     parse_config,
     pick_device,
+    run,
     set_seed,
     write_run_record,
 )
@@ -51,7 +54,8 @@ def test_help_text_comes_from_field_comments():
     assert "cuda → mps → cpu" in help_text  # RunConfig 의 주석
 
 
-@pytest.mark.parametrize("argv", [["--epochs", "-1"], ["--batch-size", "0"], ["--lr", "0"],
+@pytest.mark.parametrize("argv", [["--epochs", "-1"], ["--batch-size", "0"], ["--lr", "0"], ["--lr", "nan"],
+                                  ["--lr", "-inf"],
                                   ["--cell", "gru"], ["--device", "tpu"], ["--no-such-flag"],
                                   ["--epochs", "abc"]])
 def test_bad_flags_exit_with_usage_error(argv, capsys):
@@ -116,42 +120,105 @@ def test_run_record(tmp_path):
 
 
 # --- training: 체크포인트 -------------------------------------------------------------------
-def _model_and_optimizer():
-    model = torch.nn.Linear(4, 2)
+@dataclass
+class CheckpointConfig(RunConfig):
+    chapter: ClassVar[str] = "00_demo"
+    epochs: int = 3  # 에폭 수
+    hidden_size: int = 4  # 은닉 크기
+
+
+def _model_and_optimizer(hidden_size: int = 4):
+    model = torch.nn.Linear(hidden_size, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    model(torch.randn(3, 4)).sum().backward()
+    model(torch.randn(3, hidden_size)).sum().backward()
     optimizer.step()
     scheduler.step()
     return model, optimizer, scheduler
 
 
+def _checkpoint_fn(config, state, generator, history, extra=None):
+    model_args = {"hidden_size": config.hidden_size}
+    return lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, generators=[generator], history=history,
+        extra=extra or {"data": "toy (offline)"})
+
+
 def test_checkpoint_round_trip_restores_everything(tmp_path):
+    config = CheckpointConfig(out_dir=str(tmp_path))
     torch.manual_seed(0)
     model, optimizer, scheduler = _model_and_optimizer()
+    generator = torch.Generator().manual_seed(5)
+    torch.rand(3, generator=generator)
+    history = training.History(tmp_path / "history.csv")
+    history.log(epoch=1, train_loss=0.5)
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     set_seed(3)
-    training.save_checkpoint(tmp_path / "last.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                             epoch=4, best_metric=0.75, extra={"vocab": ["<pad>", "a"]})
-    expected_next = (random.random(), float(np.random.rand()), torch.rand(2).tolist())
+    training.save_checkpoint(tmp_path / "last.pt", _checkpoint_fn(config, state, generator, history)(1, 0.75))
+    expected_next = (random.random(), float(np.random.rand()), torch.rand(2).tolist(),
+                     torch.rand(2, generator=generator).tolist())
 
     torch.manual_seed(99)
     fresh_model, fresh_optimizer, fresh_scheduler = _model_and_optimizer()
-    state = training.load_checkpoint(tmp_path / "last.pt", model=fresh_model, optimizer=fresh_optimizer,
-                                     scheduler=fresh_scheduler)
-    assert state == {"epoch": 4, "best_metric": 0.75, "extra": {"vocab": ["<pad>", "a"]}}
+    fresh_generator = torch.Generator().manual_seed(0)
+    fresh_history = training.History(tmp_path / "history.csv")
+    fresh_state = {"model": fresh_model, "optimizer": fresh_optimizer, "scheduler": fresh_scheduler}
+    resumed = CheckpointConfig(out_dir=str(tmp_path), resume=True, epochs=10)  # --epochs 는 바꿔도 됨
+    start_epoch, best = training.resume_or_start(
+        resumed, _checkpoint_fn(resumed, fresh_state, fresh_generator, fresh_history), fresh_state,
+        generators=[fresh_generator], history=fresh_history, best=-1.0)
+    assert (start_epoch, best) == (2, 0.75)
+    assert fresh_history.rows == [{"epoch": 1, "train_loss": 0.5}]
     for key, value in model.state_dict().items():
         assert torch.equal(value, fresh_model.state_dict()[key])
     assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr()
     assert torch.equal(fresh_optimizer.state_dict()["state"][0]["exp_avg"],
                        optimizer.state_dict()["state"][0]["exp_avg"])
-    # 난수 상태도 저장 시점으로 돌아가 같은 다음 값을 냅니다 (이어하기가 끊김 없는 이유)
-    assert (random.random(), float(np.random.rand()), torch.rand(2).tolist()) == expected_next
+    # 전역 난수와 DataLoader 의 generator 도 저장 시점으로 돌아가 같은 다음 값을 냅니다
+    assert (random.random(), float(np.random.rand()), torch.rand(2).tolist(),
+            torch.rand(2, generator=fresh_generator).tolist()) == expected_next
+
+
+def test_fresh_start_writes_epoch_zero_and_resume_without_file_says_so(tmp_path, capsys):
+    config = CheckpointConfig(out_dir=str(tmp_path), resume=True)
+    model, optimizer, _ = _model_and_optimizer()
+    state = {"model": model, "optimizer": optimizer}
+    generator = torch.Generator().manual_seed(1)
+    history = training.History(tmp_path / "history.csv")
+    start = training.resume_or_start(config, _checkpoint_fn(config, state, generator, history), state,
+                                     generators=[generator], history=history, best=-1.0)
+    assert start == (1, -1.0)
+    assert "처음부터 시작합니다" in capsys.readouterr().out
+    saved = training.load_checkpoint(tmp_path / "last.pt", config)
+    assert saved["epoch"] == 0 and saved["model_args"] == {"hidden_size": 4}
+
+
+def test_resume_refuses_other_settings_and_lists_them(tmp_path):
+    config = CheckpointConfig(out_dir=str(tmp_path))
+    model, optimizer, _ = _model_and_optimizer()
+    state = {"model": model, "optimizer": optimizer}
+    generator = torch.Generator()
+    training.save_checkpoint(tmp_path / "last.pt", _checkpoint_fn(config, state, generator, None)(2, 0.5))
+    changed = CheckpointConfig(out_dir=str(tmp_path), resume=True, seed=7, hidden_size=8)
+    model8, optimizer8, _ = _model_and_optimizer(8)
+    state8 = {"model": model8, "optimizer": optimizer8}
+    with pytest.raises(UserError, match=r"hidden_size: 4 → 8.*seed: 42 → 7") as error:
+        training.resume_or_start(changed, _checkpoint_fn(changed, state8, generator, None), state8,
+                                 generators=[generator], best=0.0)
+    assert "model_args.hidden_size" in str(error.value)
+    other_data = _checkpoint_fn(CheckpointConfig(out_dir=str(tmp_path), resume=True), state, generator, None,
+                                extra={"data": "MNIST (real)"})
+    with pytest.raises(UserError, match="data: 'toy"):
+        training.resume_or_start(CheckpointConfig(out_dir=str(tmp_path), resume=True), other_data, state,
+                                 generators=[generator], best=0.0)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    config = CheckpointConfig(out_dir=str(tmp_path))
     model, optimizer, _ = _model_and_optimizer()
+    checkpoint = _checkpoint_fn(config, {"model": model}, torch.Generator(), None)
     path = tmp_path / "last.pt"
-    training.save_checkpoint(path, model=model, epoch=1, best_metric=0.1)
+    training.save_checkpoint(path, checkpoint(1, 0.1))
     good_bytes = path.read_bytes()
 
     def broken_save(obj, file):
@@ -161,62 +228,98 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training.torch, "save", broken_save)
     with pytest.raises(OSError):
-        training.save_checkpoint(path, model=model, epoch=2, best_metric=0.2)
+        training.save_checkpoint(path, checkpoint(2, 0.2))
     assert path.read_bytes() == good_bytes, "중단된 쓰기가 기존 체크포인트를 망가뜨렸습니다"
     assert list(tmp_path.iterdir()) == [path], "임시 파일이 남았습니다"
 
 
-def test_missing_or_broken_checkpoint_is_a_clear_error(tmp_path):
-    model = torch.nn.Linear(2, 2)
-    with pytest.raises(UserError, match="없습니다"):
-        training.load_checkpoint(tmp_path / "nothing.pt", model=model)
-    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="읽을 수 없습니다"):
-        training.load_checkpoint(tmp_path / "broken.pt", model=model)
-    training.save_checkpoint(tmp_path / "other.pt", model=torch.nn.Linear(3, 3), epoch=1, best_metric=0)
-    with pytest.raises(UserError, match="읽을 수 없습니다"):
-        training.load_checkpoint(tmp_path / "other.pt", model=model)
+def test_every_kind_of_bad_checkpoint_is_one_clear_error(tmp_path):
+    config = CheckpointConfig(out_dir=str(tmp_path))
+    model, _, _ = _model_and_optimizer()
+    good = tmp_path / "good.pt"
+    training.save_checkpoint(good, _checkpoint_fn(config, {"model": model}, torch.Generator(), None)(1, 0.5))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("epoch,loss\n1,0.5\n", encoding="utf-8")
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    torch.save({"model": model.state_dict()}, tmp_path / "foreign_format.pt")
+    other = torch.load(good, weights_only=True)
+    other["chapter"] = "03_cnn"
+    torch.save(other, tmp_path / "other_chapter.pt")
+    (tmp_path / "a_folder.pt").mkdir()
+    cases = {"missing.pt": "없습니다", "empty.pt": "빈 파일", "text.pt": "읽을 수 없습니다",
+             "truncated.pt": "읽을 수 없습니다", "foreign_format.pt": "체크포인트가 아닙니다",
+             "other_chapter.pt": "03_cnn 장", "a_folder.pt": "폴더"}
+    for name, words in cases.items():
+        with pytest.raises(UserError, match=words):
+            training.load_checkpoint(tmp_path / name, config, purpose="predict")
+    assert training.load_checkpoint(good, config)["best"] == 0.5
 
 
-def test_checkpoint_extra_reads_settings_or_fails_clearly(tmp_path):
-    training.save_checkpoint(tmp_path / "best.pt", model=torch.nn.Linear(2, 2), epoch=1, best_metric=0.5,
-                             extra={"hidden_size": 64, "classes": ["a", "b"]})
-    assert training.checkpoint_extra(tmp_path / "best.pt") == {"hidden_size": 64, "classes": ["a", "b"]}
-    with pytest.raises(UserError, match="없습니다"):
-        training.checkpoint_extra(tmp_path / "missing.pt")
-    (tmp_path / "broken.pt").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="읽을 수 없습니다"):
-        training.checkpoint_extra(tmp_path / "broken.pt")
+def test_load_trained_model_rebuilds_from_model_args_alone(tmp_path):
+    config = CheckpointConfig(out_dir=str(tmp_path), hidden_size=6)
+    model, _, _ = _model_and_optimizer(6)
+    training.save_checkpoint(tmp_path / "best.pt",
+                             _checkpoint_fn(config, {"model": model}, torch.Generator(), None)(1, 0.5))
+    build_model = lambda hidden_size: torch.nn.Linear(hidden_size, 2)
+    rebuilt, checkpoint = training.load_trained_model(tmp_path / "best.pt", build_model,
+                                                      CheckpointConfig(), torch.device("cpu"))
+    assert not rebuilt.training and checkpoint["extra"]["data"] == "toy (offline)"
+    x = torch.randn(2, 6)
+    assert torch.equal(rebuilt(x), model(x))
+    wrong_build = lambda hidden_size: torch.nn.Linear(hidden_size + 1, 2)
+    with pytest.raises(UserError, match="맞지 않습니다"):
+        training.load_trained_model(tmp_path / "best.pt", wrong_build, CheckpointConfig(),
+                                    torch.device("cpu"))
 
 
-def test_save_on_interrupt_saves_and_exits_cleanly(tmp_path, capsys):
-    saved = []
-    with pytest.raises(SystemExit) as exit_info:
-        with training.save_on_interrupt(lambda: saved.append(True), tmp_path):
-            raise KeyboardInterrupt
-    assert saved == [True] and exit_info.value.code == 130
-    assert "--resume" in capsys.readouterr().out
-
-
-def test_history_resume_and_truncate(tmp_path):
+def test_history_logs_rows_and_csv(tmp_path):
     history = training.History(tmp_path / "history.csv")
     for epoch in (1, 2, 3):
         history.log(epoch=epoch, train_loss=1.0 / epoch, val_acc=0.5 + epoch / 10)
-    resumed = training.History(tmp_path / "history.csv", resume=True)
-    assert resumed.column("epoch") == [1, 2, 3] and resumed.column("val_acc")[1] == pytest.approx(0.7)
-    resumed.truncate(2)
-    assert training.History(tmp_path / "history.csv", resume=True).column("epoch") == [1, 2]
+    assert history.column("epoch") == [1, 2, 3]
+    lines = (tmp_path / "history.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "epoch,train_loss,val_acc" and lines[3].startswith("3,")
 
 
-def test_early_stopping():
-    stopper = training.EarlyStopping(patience=2, mode="min")
-    assert [stopper.step(v) for v in (1.0, 0.8, 0.9)] == [True, True, False]
-    assert not stopper.should_stop
-    stopper.step(0.85)
-    assert stopper.should_stop
-    restored = training.EarlyStopping(patience=2, mode="min")
-    restored.load_state_dict(stopper.state_dict())
-    assert restored.best == 0.8 and restored.should_stop
+def test_epochs_since_best():
+    rows = [{"val_loss": v} for v in (1.0, 0.8, 0.9, 0.8, 0.85)]
+    assert training.epochs_since_best(rows, "val_loss", "min") == 3  # 같은 값(0.8)은 나아진 게 아님
+    assert training.epochs_since_best(rows, "val_loss", "max") == 4
+    assert training.epochs_since_best([], "val_loss", "min") == 0
+
+
+def test_progress_sends_a_real_sigint_where_the_test_asks(monkeypatch):
+    monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 2:1")
+    assert list(training.progress(range(3), desc="epoch 1")) == [0, 1, 2]
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for item in training.progress(range(3), desc="epoch 2"):
+            seen.append(item)
+    assert seen == [0]
+
+
+# --- runtime: run() ------------------------------------------------------------------------
+def test_run_turns_user_errors_and_ctrl_c_into_one_line(tmp_path, capsys):
+    def failing_main(config):
+        raise UserError("파일이 없습니다")
+
+    def interrupted_main(config):
+        raise KeyboardInterrupt
+
+    argv = ["--out-dir", str(tmp_path)]
+    for main, code, words in ((failing_main, 2, "오류: 파일이 없습니다"), (interrupted_main, 130, "Ctrl+C")):
+        with pytest.raises(SystemExit) as exit_info:
+            run(main, CheckpointConfig, argv=argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == code and len(err) == 1 and words in err[0]
+    assert run(lambda config: config.out_dir, CheckpointConfig, argv=argv) == str(tmp_path)
+    assert not in_notebook()
+
+
+def test_run_uses_chapter_out_dir_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out_dir = run(lambda config: config.out_dir, CheckpointConfig, argv=[])
+    assert out_dir == str(Path("outputs") / "00_demo") and (tmp_path / out_dir).is_dir()
 
 
 def test_nan_loss_names_the_step():

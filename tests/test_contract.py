@@ -1,0 +1,165 @@
+"""모든 장의 공통 약속(DESIGN.md 'One script, one shape', 'Checkpoints', 'Behaviour')을 확인합니다.
+
+- 중단과 이어하기: epoch 1 과 뒤쪽 epoch 에서 진짜 SIGINT(Ctrl+C) → `--resume` → 끊지 않은 실행과
+  metrics.json 의 모든 숫자가 같음.
+- 잘못된 입력 표: 장마다 같은 입력들 → 종료 코드 2, "오류: ..." 한 줄, traceback 없음, 학습 전.
+- 노트북: 장을 jupytext 로 노트북으로 바꿔 ipykernel 에서 셀마다 실행 (플래그 대신 Config 기본값).
+
+새 장(`NN_*.py`)은 이 파일을 고치지 않아도 자동으로 포함됩니다. `--predict` 가 이미지 파일이 아닌
+것을 받는 장만 PREDICT_INPUT 에 적습니다.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CHAPTERS, ROOT, chapter_number, load_chapter, run_script, smoke_args
+
+IDS = [p.stem for p in CHAPTERS]
+# --predict 가 받는 입력의 예 (체크포인트 오류는 입력을 보기 전에 나야 하므로 파일이 없어도 됨)
+PREDICT_INPUT = {"04": "a wonderful film", "05": "prices.csv", "07": "4", "08": "ein Mann fährt Fahrrad ."}
+
+
+def metrics_of(out_dir: Path) -> dict:
+    return json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+
+
+def reference_metrics(script: Path, smoke_run) -> dict:
+    result, out_dir = smoke_run(script)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return metrics_of(out_dir)
+
+
+# --- 중단과 이어하기 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["epoch 1:0", "epoch 3:0"])
+@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
+def test_interrupt_then_resume_equals_uninterrupted(script, where, smoke_run, tmp_path):
+    """epoch 1 의 첫 배치(아직 epoch 0 의 last.pt 뿐)와 epoch 3 의 첫 배치에서 Ctrl+C."""
+    expected = reference_metrics(script, smoke_run)
+    stopped = run_script(script, *smoke_args(tmp_path), env={"TUTORIAL_SIGINT_AT": where})
+    assert stopped.returncode == 130, stopped.stdout[-2000:] + stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr + stopped.stdout
+    assert not (tmp_path / "metrics.json").exists()  # 정말 학습 도중에 멈췄는지
+
+    resumed = run_script(script, *smoke_args(tmp_path, "--resume"))
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "[이어하기]" in resumed.stdout
+    assert metrics_of(tmp_path) == expected
+
+
+# --- 잘못된 입력 표 ----------------------------------------------------------------------------
+def write_text(path: Path, text: str = "hello, I am not a checkpoint\n") -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def copy_checkpoint(source: Path, target: Path, *, truncate: bool = False,
+                    chapter: str | None = None) -> None:
+    if truncate:
+        data = source.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+    elif chapter is not None:  # 다른 장의 체크포인트: 형식은 맞고 주인만 다름
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+        checkpoint["chapter"] = chapter
+        torch.save(checkpoint, target)
+    else:
+        shutil.copy(source, target)
+
+
+# (이름, 추가 플래그, 준비: (smoke 출력 폴더, 새 출력 폴더) → None, 오류 문장에 있어야 할 말)
+BAD_INPUTS = [
+    ("lr-nan", ["--lr", "nan"], None, "--lr"),
+    ("lr-inf", ["--lr", "inf"], None, "--lr"),
+    ("epochs-zero", ["--epochs", "0"], None, "--epochs"),
+    ("batch-size-zero", ["--batch-size", "0"], None, "--batch-size"),
+    ("unknown-flag", ["--no-such-flag"], None, "--no-such-flag"),
+    ("device-cuda", ["--device", "cuda"], None, "cuda"),
+    ("resume-empty", ["--resume"], lambda smoke, new: (new / "last.pt").write_bytes(b""), "last.pt"),
+    ("resume-text", ["--resume"], lambda smoke, new: write_text(new / "last.pt"), "last.pt"),
+    ("resume-truncated", ["--resume"],
+     lambda smoke, new: copy_checkpoint(smoke / "last.pt", new / "last.pt", truncate=True), "last.pt"),
+    ("resume-other-chapter", ["--resume"],
+     lambda smoke, new: copy_checkpoint(smoke / "last.pt", new / "last.pt", chapter="00_other"), "00_other"),
+    ("resume-other-seed", ["--resume", "--seed", "7"],
+     lambda smoke, new: copy_checkpoint(smoke / "last.pt", new / "last.pt"), "seed"),
+    ("predict-no-checkpoint", ["--predict", "{predict}"], None, "best.pt"),
+    ("predict-truncated", ["--predict", "{predict}"],
+     lambda smoke, new: copy_checkpoint(smoke / "best.pt", new / "best.pt", truncate=True), "best.pt"),
+    ("predict-text", ["--predict", "{predict}"], lambda smoke, new: write_text(new / "best.pt"), "best.pt"),
+]
+
+
+def run_in_process(script: Path, argv: list[str], capsys) -> tuple[int, str]:
+    module = load_chapter(chapter_number(script))
+    with pytest.raises(SystemExit) as exit_info:
+        module.run(module.main, module.Config, argv=argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
+def test_bad_input_is_one_line_and_exit_2(script, case, smoke_run, tmp_path, capsys):
+    name, flags, prepare, must_mention = case
+    if name == "device-cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA 가 있는 기계에서는 --device cuda 가 맞는 입력")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    if prepare is not None:
+        result, smoke_dir = smoke_run(script)
+        assert result.returncode == 0, result.stderr[-2000:]
+        prepare(smoke_dir, out_dir)
+    before = sorted(p.name for p in out_dir.iterdir())
+    predict = PREDICT_INPUT.get(chapter_number(script), str(tmp_path / "input.png"))
+    argv = smoke_args(out_dir) + [flag.format(predict=predict) for flag in flags]
+    code, err = run_in_process(script, argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("오류: "), err
+    assert must_mention in lines[0], lines[0]
+    if name.startswith(("lr-", "epochs-", "batch-", "unknown", "device")):  # 학습 전에 멈췄는지
+        assert sorted(p.name for p in out_dir.iterdir()) == before
+
+
+@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
+def test_out_dir_that_cannot_be_used_is_refused_before_work(script, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    write_text(a_file)
+    for out_dir, words in ((a_file, "파일"), (Path("/proc/no_such_dir/out"), "쓸 수 없습니다")):
+        argv = ["--smoke", "--data", "offline", "--device", "cpu", "--out-dir", str(out_dir)]
+        code, err = run_in_process(script, argv, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0], err
+
+
+@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
+def test_resume_before_any_checkpoint_starts_fresh_and_says_so(script, smoke_run, tmp_path, capsys):
+    expected = reference_metrics(script, smoke_run)
+    module = load_chapter(chapter_number(script))
+    module.run(module.main, module.Config, argv=smoke_args(tmp_path, "--resume"))
+    assert "처음부터 시작합니다" in capsys.readouterr().out
+    assert metrics_of(tmp_path) == expected
+
+
+# --- 노트북에서 셀마다 실행 ---------------------------------------------------------------------
+def test_chapter_runs_as_a_notebook(tmp_path):
+    """jupytext 로 01장을 노트북으로 바꿔 ipykernel 에서 실행: 커널의 argv 를 플래그로 읽지 않아야 함."""
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = jupytext.read(ROOT / "01_pytorch_basics.py")
+    # 마지막 셀(run(main, Config)) 앞에서 Config 의 기본값만 점검용으로 바꿉니다: 노트북에서는
+    # 플래그를 줄 수 없으니 학습자도 이렇게(또는 Config 를 고쳐) 설정을 바꿉니다.
+    smoke_defaults = (
+        "from dataclasses import dataclass\n\n"
+        "@dataclass\nclass Config(Config):\n"
+        "    smoke: bool = True\n    data: str = 'offline'\n    device: str = 'cpu'\n"
+        f"    out_dir: str = {str(tmp_path)!r}\n"
+    )
+    notebook.cells.insert(len(notebook.cells) - 1, jupytext.formats.nbformat.v4.new_code_cell(smoke_defaults))
+    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(ROOT)}})
+    client.execute()
+    record = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    assert record["config"]["smoke"] is True and record["script"] == "01_pytorch_basics.py"
