@@ -72,3 +72,18 @@ def smoke_run(tmp_path_factory):
 @pytest.fixture
 def chapter():
     return load_chapter
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """`pytest -n 2 --dist loadgroup`: 한 장의 시험은 모두 같은 작업자(worker)에서 돌게 묶습니다.
+
+    장마다 한 번만 도는 점검 실행(smoke_run)을 그 장의 smoke·중단·잘못된 입력 시험이 함께 쓰도록.
+    """
+    stems = {p.name[:2]: p.stem for p in CHAPTERS}
+    for item in items:
+        script = getattr(item, "callspec", None) and item.callspec.params.get("script")
+        module = Path(str(item.fspath)).stem  # test_ch06 → 06
+        number = script.name[:2] if isinstance(script, Path) else module[len("test_ch"):][:2]
+        if number in stems:
+            item.add_marker(pytest.mark.xdist_group(stems[number]))

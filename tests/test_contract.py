@@ -15,9 +15,11 @@ import json
 import shutil
 from pathlib import Path
 
+import matplotlib.figure
 import pytest
 import torch
 from conftest import CHAPTERS, ROOT, chapter_number, load_chapter, run_script, smoke_args
+from figure_check import figure_problems
 
 IDS = [p.stem for p in CHAPTERS]
 # --predict 가 받는 입력의 예 (체크포인트 오류는 입력을 보기 전에 나야 하므로 파일이 없어도 됨)
@@ -135,12 +137,25 @@ def test_out_dir_that_cannot_be_used_is_refused_before_work(script, tmp_path, ca
 
 
 @pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
-def test_resume_before_any_checkpoint_starts_fresh_and_says_so(script, smoke_run, tmp_path, capsys):
+def test_resume_before_any_checkpoint_starts_fresh_and_figures_are_readable(script, smoke_run, tmp_path,
+                                                                           capsys, monkeypatch):
+    """`--resume` 인데 last.pt 가 없음 → 처음부터 (한 줄로 알림). 같은 실행에서 저장되는 모든 그림을
+    figure_check 로 검사합니다: 잘린 제목, 겹친 글자, 정수가 아닌 epoch 눈금."""
     expected = reference_metrics(script, smoke_run)
+    problems: dict[str, list[str]] = {}
+    original_savefig = matplotlib.figure.Figure.savefig
+
+    def checked_savefig(fig, fname, *args, **kwargs):
+        problems[Path(str(fname)).name] = figure_problems(fig)
+        return original_savefig(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", checked_savefig)
     module = load_chapter(chapter_number(script))
     module.run(module.main, module.Config, argv=smoke_args(tmp_path, "--resume"))
     assert "처음부터 시작합니다" in capsys.readouterr().out
     assert metrics_of(tmp_path) == expected
+    assert problems, "그림을 하나도 저장하지 않았습니다"
+    assert not {name: found for name, found in problems.items() if found}
 
 
 # --- 노트북에서 셀마다 실행 ---------------------------------------------------------------------
