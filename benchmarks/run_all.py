@@ -1,12 +1,15 @@
-"""모든 장의 기본 실행을 돌려 걸린 시간·최대 메모리·대표 지표를 benchmarks/RESULTS.md 에 씁니다.
+"""모든 장의 기본 실행을 시드 세 개로 돌려 시간·최대 메모리·지표를 benchmarks/ 에 기록합니다.
 
-    python benchmarks/run_all.py                       # 모든 장, --data offline, 1회
-    python benchmarks/run_all.py --only 01,02 --repeat 3
+    python benchmarks/run_all.py                          # 모든 장, --data offline, 시드 42,43,44
+    python benchmarks/run_all.py --only 01,02
     python benchmarks/run_all.py --only 01 --data real --data-dir ../shared/data/mnist
+    python benchmarks/run_all.py --docs-only              # 측정 없이 문서의 숫자만 다시 씀
 
-결과는 benchmarks/results.json 에 (장, 데이터 설정)별로 쌓이고, RESULTS.md 는 그 전체로
-다시 만들어집니다. 그래서 일부 장만 다시 재도 나머지 줄은 그대로 남습니다.
-반복하면 시간과 메모리는 중앙값(median)을 씁니다 (공유 기계라 잡음이 큼).
+결과는 benchmarks/results.json 에 (장, 플래그)별로 쌓입니다: 시드마다의 측정(`runs`)과, 숫자 지표마다
+중앙값·최솟값·최댓값(`metrics`), 벽시계 시간과 최대 메모리의 같은 요약. 그다음 RESULTS.md, 각 장
+docstring 의 [results] … [/results] 블록, README 의 결과 표를 그 파일에서 다시 씁니다
+(tests/test_numbers.py 가 어긋나면 실패합니다). 공유 기계는 잡음이 커서 시간은 중앙값을 씁니다.
+한 번에 하나씩만 재세요: 2코어에서 두 측정을 함께 돌리면 둘 다 틀립니다.
 각 장의 출력은 outputs/benchmarks/<장>/ 에 남습니다.
 """
 
@@ -73,17 +76,49 @@ def run_once(script: Path, args: list[str], out_dir: Path) -> dict:
     return {"seconds": seconds, "peak_mb": peak_mb, "record": record}
 
 
+DEFAULT_SEEDS = "42,43,44"  # 42 = 각 장의 기본 시드 (학습자가 처음 보는 숫자) + 둘 더
+# docstring·README 에 옮길 지표 (대표 지표 headline 은 늘 포함). 없는 키는 건너뜁니다.
+QUOTED = {
+    "01": ["test_accuracy"],
+    "02": ["test_accuracy"],
+    "03": ["test_accuracy", "mlp_test_accuracy"],
+    "04": ["test_accuracy", "bow_test_accuracy"],
+    "05": ["test_rmse", "persistence_rmse"],
+    "06": ["test_map50", "test_map50_95", "train_map50"],
+    "07": ["min_class_fraction", "class_entropy", "fd", "fd_untrained", "fd_real", "toy_modes_captured",
+           "toy_high_quality_fraction"],
+    "08": ["test_bleu", "test_bleu_lowercase_tokens", "test_bleu_beam"],
+    "09": ["test_iou", "test_dice", "test_pixel_accuracy", "test_iou_per_image", "no_skip_test_iou"],
+    "10": ["test_sequence_accuracy", "test_cer", "train_sequence_accuracy"],
+}
+BLOCK_BEGIN, BLOCK_END = "[results]", "[/results]"
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def summarize(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def numeric_scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="쉼표로 구분한 장 번호, 예: 01,02 (비우면 전부)")
     parser.add_argument("--data", default="offline", choices=["offline", "auto", "real"],
                         help="각 장에 넘길 --data")
     parser.add_argument("--data-dir", default="", help="각 장에 넘길 --data-dir (비우면 장의 기본값)")
-    parser.add_argument("--repeat", type=int, default=1, help="반복 횟수: 시간·메모리는 중앙값")
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS, help="쉼표로 구분한 시드들: 시드마다 한 번 실행")
     parser.add_argument("--extra", default="", help="각 장에 그대로 넘길 추가 플래그, 예: '--epochs 5'")
+    parser.add_argument("--docs-only", action="store_true", help="측정하지 않고 문서의 숫자만 다시 씀")
     options = parser.parse_args()
-    if options.repeat < 1:
-        parser.error("--repeat 는 1 이상")
+    try:
+        seeds = [int(s) for s in options.seeds.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seeds {options.seeds}: 쉼표로 구분한 정수여야 합니다")
+    if not seeds:
+        parser.error("--seeds 에 시드가 하나는 있어야 합니다")
 
     wanted = {n.strip() for n in options.only.split(",") if n.strip()}
     scripts = [p for p in sorted(ROOT.glob("[0-9][0-9]_*.py")) if not wanted or p.name[:2] in wanted]
@@ -96,54 +131,157 @@ def main() -> None:
 
     results = json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if RESULTS_JSON.exists() else {}
     machine = machine_description()
-    for script in scripts:
+    for script in [] if options.docs_only else scripts:
         key = f"{script.stem} {' '.join(args)}"
         runs = []
-        for attempt in range(1, options.repeat + 1):
-            out_dir = ROOT / "outputs" / "benchmarks" / script.stem
-            print(f"[{attempt}/{options.repeat}] {script.name} {' '.join(args)} ...", flush=True)
-            runs.append(run_once(script, args, out_dir))
-            print(f"    {runs[-1]['seconds']:.1f} s, peak {runs[-1]['peak_mb'] or float('nan'):.0f} MB, "
-                  f"{runs[-1]['record']['headline']}", flush=True)
-        record = runs[-1]["record"]
+        for seed in seeds:
+            out_dir = ROOT / "outputs" / "benchmarks" / f"{script.stem}_seed{seed}"
+            print(f"[seed {seed}] {script.name} {' '.join(args)} ...", flush=True)
+            run = run_once(script, [*args, "--seed", str(seed)], out_dir)
+            record = run["record"]
+            runs.append({"seed": seed, "wall_seconds": round(run["seconds"], 1),
+                         "peak_mb": round(run["peak_mb"]) if run["peak_mb"] else None,
+                         "data": record["data"], "metrics": record["metrics"],
+                         "timing": record.get("timing", {})})
+            print(f"    {run['seconds']:.1f} s, peak {run['peak_mb'] or float('nan'):.0f} MB, "
+                  f"{record['headline']}", flush=True)
+        metric_names = set.intersection(*(set(numeric_scalars(r["metrics"])) for r in runs))
+        timing_names = set.intersection(*(set(numeric_scalars(r["timing"])) for r in runs))
         peaks = [r["peak_mb"] for r in runs if r["peak_mb"] is not None]
         results[key] = {
-            "script": script.name, "args": " ".join(args), "data": record["data"],
-            "device": record["device"], "runs": len(runs),
-            "wall_seconds_median": round(statistics.median(r["seconds"] for r in runs), 1),
-            "wall_seconds_all": [round(r["seconds"], 1) for r in runs],
-            "peak_mb_median": round(statistics.median(peaks)) if peaks else None,
-            "headline": record["headline"],
-            "headline_all": [r["record"]["headline"]["value"] for r in runs],
-            "metrics": record["metrics"],
-            "timing_all": [r["record"].get("timing", {}) for r in runs],
+            "script": script.name, "args": " ".join(args), "data": runs[0]["data"],
+            "device": record["device"], "headline": record["headline"]["name"],
+            "seeds": seeds,
+            "metrics": {n: summarize([r["metrics"][n] for r in runs]) for n in sorted(metric_names)},
+            "timing": {n: summarize([r["timing"][n] for r in runs]) for n in sorted(timing_names)},
+            "wall_seconds": summarize([r["wall_seconds"] for r in runs]),
+            "peak_mb": summarize(peaks) if peaks else None,
+            "runs": runs,
             "machine": machine, "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         }
         RESULTS_JSON.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     write_markdown(results)
-    print(f"\n→ {RESULTS_MD.relative_to(ROOT)}")
+    for path, text in rendered_documents(results).items():
+        path.write_text(text, encoding="utf-8")
+    print(f"\n→ {RESULTS_MD.relative_to(ROOT)}, 각 장 docstring 의 {BLOCK_BEGIN} 블록, README 의 결과 표")
+
+
+def fmt(value: float) -> str:
+    """지표는 유효 숫자 네 자리 (0.9611, 14.99, 431.2, 1690)."""
+    if abs(value) >= 10_000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def spread(summary: dict, form=fmt) -> str:
+    """중앙값 (최소–최대). 세 값이 같게 보이면 중앙값만."""
+    median, low, high = (form(summary[k]) for k in ("median", "min", "max"))
+    return median if low == high else f"{median} ({low}–{high})"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def quoted_names(entry: dict) -> list[str]:
+    wanted = [entry["headline"], *QUOTED.get(entry["script"][:2], [])]
+    return [n for n in dict.fromkeys(wanted) if n in entry["metrics"]]
+
+
+def machine_line(machine: dict) -> str:
+    return (f"{machine['cpu']}, {machine['cores']} cores ({machine['torch_threads']} torch threads), "
+            f"GPU: {machine['gpu']}, torch {machine['torch']}")
+
+
+def entry_lines(entry: dict) -> list[str]:
+    """한 (장, 플래그) 결과를 두 줄로: 무엇을 어디서 / 숫자들."""
+    seeds = ", ".join(str(s) for s in entry["seeds"])
+    head = f"`{entry['args']}` · {entry['data']} · {entry['device']} · seeds {seeds}"
+    numbers = [f"{n} {spread(entry['metrics'][n])}" for n in quoted_names(entry)]
+    numbers += [f"{n} {spread(v)}" for n, v in entry.get("timing", {}).items()]
+    numbers.append(f"wall {spread(entry['wall_seconds'], seconds)} s")
+    if entry.get("peak_mb"):
+        numbers.append(f"peak {entry['peak_mb']['median'] / 1024:.2f} GB")
+    return [head, " · ".join(numbers)]
+
+
+def docstring_block(results: dict, script_name: str) -> list[str]:
+    entries = [results[k] for k in sorted(results) if results[k]["script"] == script_name]
+    lines = [f"    {BLOCK_BEGIN} benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)"]
+    for entry in entries:
+        head, numbers = entry_lines(entry)
+        lines.append(f"    - {head}")
+        lines += [f"      {chunk}" for chunk in wrap(numbers, 96)]
+    if entries:
+        lines.append(f"    - 기계: {machine_line(entries[0]['machine'])}")
+    lines.append(f"    {BLOCK_END}")
+    return lines
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """' · ' 에서만 줄을 나눕니다 (숫자가 줄 사이에서 갈라지지 않게)."""
+    lines, current = [], ""
+    for part in text.split(" · "):
+        candidate = f"{current} · {part}" if current else part
+        if len(candidate) > width and current:
+            lines.append(current)
+            current = part
+        else:
+            current = candidate
+    return lines + [current]
+
+
+def readme_table(results: dict) -> list[str]:
+    lines = [README_BEGIN,
+             "| script | flags | data | seeds | headline: median (min–max) | wall s | peak GB |",
+             "|---|---|---|---|---|---|---|"]
+    for key in sorted(results):
+        entry = results[key]
+        name = entry["headline"]
+        peak = f"{entry['peak_mb']['median'] / 1024:.2f}" if entry.get("peak_mb") else "n/a"
+        lines.append(f"| {entry['script']} | `{entry['args']}` | {entry['data']} | {len(entry['seeds'])} | "
+                     f"{name} {spread(entry['metrics'][name])} | {spread(entry['wall_seconds'], seconds)} | "
+                     f"{peak} |")
+    machines = {machine_line(e["machine"]) for e in results.values()}
+    lines += ["", *(f"Machine: {m}." for m in sorted(machines)), README_END]
+    return lines
+
+
+def replace_between(text: str, begin: str, end: str, new_lines: list[str]) -> str:
+    lines = text.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith(begin)]
+    ends = [i for i, line in enumerate(lines) if line.strip().startswith(end)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        return text
+    return "\n".join(lines[:starts[0]] + new_lines + lines[ends[0] + 1:])
+
+
+def rendered_documents(results: dict) -> dict[Path, str]:
+    """결과 파일에서 다시 쓴 각 장과 README 의 전체 내용 (블록이 있는 파일만)."""
+    documents = {}
+    for script in sorted(ROOT.glob("[0-9][0-9]_*.py")):
+        if not any(entry["script"] == script.name for entry in results.values()):
+            continue
+        text = script.read_text(encoding="utf-8")
+        documents[script] = replace_between(text, BLOCK_BEGIN, BLOCK_END,
+                                            docstring_block(results, script.name))
+    readme = ROOT / "README.md"
+    documents[readme] = replace_between(readme.read_text(encoding="utf-8"), README_BEGIN, README_END,
+                                        readme_table(results))
+    return documents
 
 
 def write_markdown(results: dict) -> None:
-    machines = {json.dumps(r["machine"], sort_keys=True) for r in results.values()}
     lines = ["# Benchmark results", "",
-             "`python benchmarks/run_all.py` 가 만든 파일입니다. 손으로 고치지 마세요.", "",
-             "| script | flags | data | device | runs | wall s (median) | peak MB | headline metric |",
-             "|---|---|---|---|---|---|---|---|"]
+             "`python benchmarks/run_all.py` 가 만든 파일입니다. 손으로 고치지 마세요. "
+             "숫자는 시드마다 한 번씩 돌린 값의 중앙값 (최소–최대) 입니다.", ""]
     for key in sorted(results):
-        r = results[key]
-        value = r["headline"]["value"]
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"| {r['script']} | `{r['args']}` | {r['data']} | {r['device']} | {r['runs']} | "
-                     f"{r['wall_seconds_median']} | {r['peak_mb_median'] or 'n/a'} | "
-                     f"{r['headline']['name']} = {shown} |")
-    lines += ["", "## Machine" + ("s" if len(machines) > 1 else ""), ""]
-    for machine in sorted(machines):
-        m = json.loads(machine)
-        lines.append(f"- {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
-                     f"{m['memory_gb']} GB RAM, GPU: {m['gpu']}; "
-                     f"{m['os']}, Python {m['python']}, torch {m['torch']}")
-    lines += ["", "Measured at: " + ", ".join(sorted({r["measured_at"] for r in results.values()})), ""]
+        head, numbers = entry_lines(results[key])
+        lines += [f"## {results[key]['script']}", "", f"- {head}", f"- {numbers}",
+                  f"- measured at {results[key]['measured_at']}", ""]
+    machines = {machine_line(e["machine"]) for e in results.values()}
+    lines += ["## Machine" + ("s" if len(machines) > 1 else ""), ""]
+    lines += [*(f"- {m}" for m in sorted(machines)), ""]
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 
