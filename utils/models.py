@@ -18,7 +18,8 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stri
     입력 (B, in, H, W) → 출력 (B, out, ⌈H/stride⌉, ⌈W/stride⌉)
     """
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
+                  bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )

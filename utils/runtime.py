@@ -191,6 +191,9 @@ def run(main, config_cls: type, argv: list[str] | None = None):
     except UserError as error:
         print(f"오류: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except BrokenPipeError:  # `python 0X.py | head` 처럼 읽는 쪽이 먼저 닫힘: 조용히 끝냄
+        sys.stderr.close()
+        raise SystemExit(0) from None
     except KeyboardInterrupt:
         print("\n중단되었습니다 (Ctrl+C). 학습 중이었다면 --resume 으로 이어서 할 수 있습니다.",
               file=sys.stderr)

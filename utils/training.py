@@ -50,6 +50,8 @@ def progress(iterable, desc: str, total: int | None = None):
 def _interrupt_at(iterable, step: int):
     for index, item in enumerate(iterable):
         if index == step:
+            # 백그라운드 셸(nohup … &)에서 시작된 프로세스는 SIGINT 를 '무시'로 물려받으므로 되돌려 둠
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # 신호가 도착해 KeyboardInterrupt 가 날 때까지 (보통 즉시)
         yield item

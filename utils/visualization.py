@@ -1,7 +1,7 @@
 """모든 그림: PNG 파일로 저장하고, `--show` 일 때만 화면에도 띄웁니다.
 
-백엔드(backend)는 `parse_config` 가 정합니다: `--show` 가 없으면 화면이 필요 없는 Agg.
-그래서 서버·CI·SSH 에서도 그대로 돌아갑니다.
+백엔드(backend)는 바꾸지 않습니다: 화면이 없는 서버·CI·SSH 에서는 matplotlib 이 스스로 Agg 를
+고르고, 저장은 어느 백엔드에서나 됩니다.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
+from matplotlib.ticker import MaxNLocator
 
 # 그림 속 글자는 영어로 씁니다: 기본 글꼴(DejaVu Sans)에 한글이 없어 어느 컴퓨터에서나
 # 같은 그림이 나오게 하려는 것입니다. 설명은 코드의 한글 주석에 있습니다.
@@ -45,6 +46,7 @@ def plot_history(rows: list[dict], path: Path, show: bool = False,
         for key in group:
             ax.plot(epochs, [row.get(key, np.nan) for row in rows], marker="o", label=key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # 2.5 epoch 같은 눈금은 없음
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
