@@ -520,13 +520,14 @@ def check_predict_text(text: str, stoi: dict[str, int],
     내놓는 대신 어느 단어를 모르는지와 모델이 무엇으로 학습되었는지를 말합니다.
     """
     tokens = tokenize(text)
-    if not tokens:
-        raise UserError("--predict 문장이 비어 있습니다. 예: --predict \"this movie was not good at all\"")
     words = [t for t in tokens if re.fullmatch(r"[^\W_]+(?:'[^\W_]+)?", t)]  # 문장부호 제외
+    if not words:
+        raise UserError(f"--predict 문장이 비어 있습니다 (단어가 없음, 받은 값: {text!r}). "
+                        "예: --predict \"this movie was not good at all\"")
     unknown = list(dict.fromkeys(t for t in words if t not in stoi))
     shown = ", ".join(unknown[:8]) + (" …" if len(unknown) > 8 else "")
     trained_on = f"이 모델은 영어 영화 리뷰({data_name})로 학습되어 그 어휘의 영어 단어만 압니다"
-    if not words or len(unknown) == len(words):
+    if len(unknown) == len(words):
         raise UserError(f"--predict 문장의 단어가 모두 어휘에 없습니다 ({shown or text.strip()}). "
                         f"{trained_on}: 영어 리뷰로 써 보세요.")
     if len(unknown) > UNKNOWN_WARNING * len(words) or any(not t.isascii() for t in unknown):
@@ -614,7 +615,7 @@ def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataF
         reasons.append(f"리뷰의 {data.truncated_fraction:.0%} 가 앞 {config.max_len} 토큰에서 잘려 "
                        "결론이 흔히 있는 끝부분을 못 봄")
     if data.test.kinds is None:  # 실제 리뷰 (절차적 리뷰는 일부러 단어만으로 풀리지 않게 만듦)
-        reasons.append("실제 리뷰는 great·awful 같은 단어만으로 대부분 맞힐 수 있어 단어 주머니가 강한 기준선")
+        reasons.append("실제 리뷰는 great·awful 같은 단어만으로 대부분 맞혀 단어 주머니가 강한 기준선")
     if len(reasons) == 0:
         reasons.append("학습이 덜 되었음 (--epochs 를 늘려 보세요)")
     return (f"[판정] {config.cell} ({ours:.3f}) 이 단어 주머니 ({bow:.3f}) 를 이기지 못했습니다. 이유: "
