@@ -316,6 +316,7 @@ def test_imdb_folder_missing_split_names_it(tmp_path):
 
 def test_real_data_path_end_to_end(mod, tmp_path, capsys):
     make_acl_imdb(tmp_path)
+    (tmp_path / "out").mkdir()  # run() 이 하는 일: main 을 직접 부를 때는 폴더를 먼저
     metrics = mod.main(mod.Config(data="real", data_dir=str(tmp_path), device="cpu", epochs=1, min_freq=1,
                                   long_seq_len=20, out_dir=str(tmp_path / "out")))
     record = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
