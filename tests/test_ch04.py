@@ -327,7 +327,7 @@ def test_real_data_path_end_to_end(mod, tmp_path, capsys):
     if metrics["test_accuracy"] > metrics["bow_test_accuracy"]:
         assert "이겼습니다" in out
     else:
-        assert "이기지 못했습니다" in out and "4개뿐" in out and "강한 기준선" in out
+        assert "이기지 못했습니다" in out and "3개뿐" in out and "강한 기준선" in out
 
 
 def test_help_lists_chapter_flags():
