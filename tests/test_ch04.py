@@ -220,6 +220,7 @@ def test_best_pt_is_the_first_best_epoch_and_gives_the_test_score(mod, trained_d
     history = checkpoint["history"]
     accuracies = [row["val_accuracy"] for row in history]
     assert checkpoint["epoch"] == 1 + accuracies.index(max(accuracies))
+    assert checkpoint["epoch"] < len(accuracies)  # 이 설정에서는 best ≠ 마지막 epoch: 둘을 구별하는 시험
     assert checkpoint["best"] == metrics["best_val_accuracy"] == max(accuracies)
     data = mod.prepare_data(config)
     assert mod.evaluate(model, data.test, "cpu", max_batches=1)["accuracy"] == metrics["test_accuracy"]
