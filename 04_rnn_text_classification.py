@@ -28,20 +28,25 @@
     (의견 뒤에 중립 문장이 12~40토큰 이어짐)이 섞여 있어 어순을 봐야 풀립니다.
 
 기대 결과 (오프라인 기본 실행: 학습 9,000 / 검증 1,000 / 시험 2,500 리뷰, 6 epoch, seed 42)
-    - 시험 정확도: LSTM 1.000 (기본 셀, 대표 지표 test_accuracy), GRU 1.000, 바닐라 RNN 0.735,
-      단어 주머니 0.521 → LSTM 이 단어 주머니보다 48점 높음. (2-core CPU, 측정값)
-      RNN 은 의견이 끝에 있으면 1.00, 멀리(앞에) 있으면 0.48~0.49 로 우연 수준입니다.
-      단어 주머니는 simple 0.77~0.80, negation 0.21~0.23 ("not good" 을 거꾸로 읽음), contrast 0.49.
-    - 기울기 소실(길이 100): 첫 토큰 / 마지막 토큰 기울기 비율 RNN 3e-18, LSTM 3e-6, GRU 8e-3.
-      (2-core CPU, 측정값)
-    - 전체 66초, 최대 메모리 1.03 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU, 3회 중앙값; 네
-      셀의 학습과 기울기 실험 모두 포함). CPU 를 다른 프로그램과 나눠 쓰면 두 스레드가 서로 기다리느라
-      몇 배 느려질 수 있습니다 (그 기계에서 잰 값: 2 스레드 570초, OMP_NUM_THREADS=1 146초).
-    - 실제 IMDB(25,000/25,000, 최대 200토큰): LSTM/GRU 목표 85% 이상, CPU 로 셀마다 epoch 당
-      수 분, GPU 로 수십 초로 예상합니다. 아직 측정하지 않았습니다(미측정).
-    --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 와 vocab.json 을
-    씁니다. 예: "the acting was bad but the plot was great" → 0.997, 두 절의 순서를 바꾸면 0.078,
-    "this movie was not good at all" → 0.25 ('this', 'movie' 는 <unk>). (2-core CPU, 측정값)
+    시험 점수는 언제나 best.pt(검증 정확도가 처음 최고였던 epoch)로 냅니다. 셀 비교의 다른 셀도
+    각자 검증 정확도가 가장 높은 epoch 의 가중치로 시험합니다 (같은 조건).
+    - 시험 정확도: LSTM 1.000 (기본 셀, 대표 지표 test_accuracy), GRU 1.000, 바닐라 RNN 0.748,
+      단어 주머니 0.500 → LSTM 이 단어 주머니보다 50점 높음. (이 브랜치의 측정값, 2-core CPU)
+      RNN 은 의견이 끝에 있으면 1.00, 멀리(앞에) 있으면 0.50~0.52 로 우연 수준입니다.
+      단어 주머니는 simple 0.65~0.66, negation 0.31~0.33 ("not good" 을 거꾸로 읽음), contrast 0.46~0.50.
+    - 기울기 소실(길이 100): 첫 토큰 / 마지막 토큰 기울기 비율 RNN 2e-20, LSTM 7e-7, GRU 8e-3.
+    - 시간: 66초, 최대 메모리 1.03 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU, 3회 중앙값, 이 장의
+      계약 개편 전 측정; 네 셀의 학습과 기울기 실험 모두 포함). 개편 뒤에는 조용한 기계에서 다시
+      재지 못했습니다: 여덟 명이 나눠 쓰는 2코어(부하 평균 14)에서 470초. CPU 를 다른 프로그램과 나눠
+      쓰면 두 스레드가 서로 기다리느라 몇 배 느려질 수 있습니다 (OMP_NUM_THREADS=1 이 도움이 됨).
+    - 실제 IMDB(25,000/25,000, 최대 200토큰): 아직 측정하지 않았습니다(미측정). 약 2,000개 리뷰로 잰
+      값은 LSTM 0.630 < 단어 주머니 0.820 으로, 데이터가 적고 리뷰가 길면 어순보다 단어가 이깁니다.
+      그럴 때는 실행이 끝에 [판정] 줄로 진 것과 그 이유를 말합니다.
+    --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 하나만 씁니다
+    (모델 설정과 어휘가 그 안에 있어 --cell 등을 다시 줄 필요가 없음). 결과는 prediction.json 에도.
+    예: "the acting was bad but the plot was great" → 0.985, 두 절의 순서를 바꾸면 0.005,
+    "this movie was not good at all" → 0.14 ('this', 'movie' 는 모르는 단어). 어휘에 없는 단어가
+    많거나 영어가 아니면(예: 한국어 문장) 어느 단어를 모르는지와 영어 리뷰로 학습되었다는 것을 알립니다.
 """
 from __future__ import annotations
 
