@@ -27,21 +27,29 @@
     python 05_lstm_sequence_prediction.py --predict NFLX.csv --horizon 5        # 다음 5거래일 예측
     python 05_lstm_sequence_prediction.py --device cuda --hidden-size 128 --num-layers 2 \\
         --dropout 0.2 --epochs 100 --patience 20                # GPU 에서 크게 (측정하지 않음)
-    `--resume` 은 out_dir 의 last.pt 에서 이어 학습합니다. Ctrl+C 는 last.pt 를 남기고 멈춥니다.
+    `--resume` 은 out_dir 의 last.pt(마지막으로 끝난 epoch)에서 이어 학습하고, 끊지 않은 학습과 같은
+    숫자를 냅니다. 다른 설정(예: --window 20 으로 --window 30 학습을 이어 하기)은 다른 점을 나열하며
+    거절합니다 (--epochs 만 바꿀 수 있음). --predict 는 best.pt 하나로 모델·창 길이·스케일러를 모두
+    되살리므로 --hidden-size 등을 다시 줄 필요가 없고, 결과를 prediction.json (last_price, next_price,
+    path, warning)과 forecast.csv·forecast.png 로 씁니다.
 
-기대 결과 (기본 설정 seed 42, 2-core CPU, 측정값)
+기대 결과 (기본 설정 seed 42, 2-core CPU, 이 브랜치의 측정값)
     GOOG 시험 구간(2008-03-04 ~ 2008-10-14, 157일), 종가 단위 달러:
-        LSTM RMSE 14.995 | persistence 15.001 | 이동평균(5일) 20.234
-        skill vs persistence +0.0005: 사실상 같음. 하루 뒤 주가는 '오늘 값'보다 잘 맞힐 수 없고,
-        모델도 그것을 배웁니다 (seed 1, 2: +0.0008, +0.0004). 방향 정확도 51.0% (오른 날 43.3%).
-        5일 앞 재귀 예측 RMSE 29.5 = persistence 29.5.
-    점검 계열(잡음 섞인 계절 신호): LSTM RMSE 0.150 대 persistence 0.398, skill 0.62
-        (seed 1, 2: 0.59, 0.57). 배울 것이 있으면 같은 모델·코드가 크게 이깁니다.
-    다른 설정(측정값, GOOG 시험 RMSE / skill): --target return 15.14 / −0.009, --cell gru 15.02 /
-        −0.001, --cell rnn 14.995 / +0.0004, --no-residual 19.19 / −0.28 (학습 구간 최고가 555달러를
-        넘는 가격에서 무너짐).
+        LSTM RMSE 14.991 | persistence 15.001 | 이동평균(5일) 20.234
+        skill vs persistence +0.0007: 사실상 같음. 하루 뒤 주가는 '오늘 값'보다 잘 맞힐 수 없고,
+        모델도 그것을 배웁니다. 방향 정확도 51.0% (오른 날 43.3%).
+        5일 앞 재귀 예측 RMSE 29.41 ≈ persistence 29.48.
+    점검 계열(잡음 섞인 계절 신호): LSTM RMSE 0.150 대 persistence 0.398, skill 0.62.
+        배울 것이 있으면 같은 모델·코드가 크게 이깁니다.
+    다른 설정(계약 개편 전 측정값, GOOG 시험 RMSE / skill): --target return 15.14 / −0.009, --cell gru
+        15.02 / −0.001, --cell rnn 14.995 / +0.0004, --no-residual 19.19 / −0.28 (학습 구간 최고가
+        555달러를 넘는 가격에서 무너짐).
     시간·메모리: 8.4초, 최대 메모리(RSS) 0.97 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU,
-    GPU 없음, 3회 중앙값).
+    GPU 없음, 3회 중앙값, 개편 전). 개편 뒤에는 여덟 명이 나눠 쓰는 2코어(부하 평균 18)에서 12.3초.
+    --predict: 가격 모델은 학습 구간의 가격 범위(GOOG 100~555달러)만 압니다. 입력 창이 그 밖이면
+        (예: 잔잔한 62달러 주식) 한 줄로 두 범위를 알리고, 창을 학습 평균 가격으로 비례 변환해
+        예측한 뒤 되돌립니다(변화율만 씀). 측정: 잔잔한 62달러 → 한 주 뒤 62.51 (+0.7%); 변환 없이
+        넣으면 가격 수준을 잘못 읽어 한 주에 +11% 를 냈습니다. 2008-10-14 GOOG 362.71 → 364.94.
     --csv 실제 파일(예: Netflix)의 결과와 GPU 결과는 측정하지 않았습니다.
 """
 
