@@ -331,6 +331,35 @@ def test_real_data_path_end_to_end(mod, tmp_path, capsys):
         assert "이기지 못했습니다" in out and "3개뿐" in out and "강한 기준선" in out
 
 
+def test_review_csv_kaggle_layout_is_read_and_split_by_seed(tmp_path):
+    rows = [("A great, moving film.", "positive"), ("Boring. Not good at all.", "negative")] * 10
+    lines = ["review,sentiment"] + [f'"{text}",{label}' for text, label in rows]
+    (tmp_path / "IMDB Dataset.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = load_imdb("real", str(tmp_path), smoke=False, seed=0)  # 폴더 안의 CSV 하나
+    assert data.name == "IMDB Dataset.csv (real CSV)"
+    assert (len(data.train_texts), len(data.test_texts)) == (16, 4)  # 20% 를 시험으로
+    pairs = set(zip(data.train_texts + data.test_texts, data.train_labels + data.test_labels))
+    assert pairs == {("A great, moving film.", 1), ("Boring. Not good at all.", 0)}
+    again = load_imdb("real", str(tmp_path / "IMDB Dataset.csv"), smoke=False, seed=0)  # 파일을 직접
+    assert again.train_labels == data.train_labels
+    assert load_imdb("real", str(tmp_path), smoke=False, seed=1).train_labels != data.train_labels
+    (tmp_path / "IMDB Dataset.csv").write_text("review,stars\n\"ok\",5\n", encoding="utf-8")
+    with pytest.raises(UserError, match="정답 열"):
+        load_imdb("real", str(tmp_path), smoke=False, seed=0)
+
+
+def test_pos_neg_line_files_latin1(tmp_path):
+    folder = tmp_path / "rt-polarity"
+    folder.mkdir()
+    latin1 = "a charming caf\xe9 of a film .\nwonderful .\n".encode("latin-1")  # é = 0xE9 한 바이트
+    (folder / "rt-polarity.pos").write_bytes(latin1)
+    (folder / "rt-polarity.neg").write_bytes(b"dull .\n\nflat and tired .\n")
+    data = load_imdb("real", str(tmp_path), smoke=False, seed=0)  # rt-polarity/ 를 품은 폴더도
+    texts = dict(zip(data.train_texts + data.test_texts, data.train_labels + data.test_labels))
+    assert texts == {"a charming café of a film .": 1, "wonderful .": 1, "dull .": 0, "flat and tired .": 0}
+    assert "pos/neg" in data.name
+
+
 def test_help_lists_chapter_flags():
     result = run_script(SCRIPT, "--help", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
