@@ -79,7 +79,7 @@ from utils.training import (
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_confusion_matrix, plot_curves, plot_history, save_figure
+from utils.visualization import plot_confusion_matrix, plot_history, save_figure
 
 # 모양(shape) 글자: B=배치, T=시간(토큰 위치), E=임베딩 차원, H=은닉 크기, D=방향 수(1 또는 2), V=어휘 크기
 
@@ -87,7 +87,7 @@ PAD, UNK = "<pad>", "<unk>"  # 어휘의 0번(패딩), 1번(모르는 단어)
 PAD_ID, UNK_ID = 0, 1
 CELLS = ("bow", "rnn", "lstm", "gru")  # 비교표의 순서: 순서를 안 보는 기준선 → 점점 강한 순환 셀
 EVAL_BATCH_SIZE = 512  # 평가는 기울기를 저장하지 않아 학습 배치보다 크게: 시험 2,500 리뷰를 5번에
-SMALL_TRAIN_SET = 5_000  # 판정문: 학습 리뷰가 이보다 적으면 '데이터가 적다'를 이유로 듭니다
+SMALL_TRAIN_SET = 10_000  # 판정문: 학습 리뷰가 이보다 적으면 "데이터가 적다"를 이유로 (IMDB 전체는 22,500)
 UNKNOWN_WARNING = 0.5  # --predict: 모르는 단어가 이 비율을 넘으면 '학습 데이터와 다른 글'이라고 경고
 
 
@@ -501,6 +501,21 @@ def plot_cell_comparison(table: pd.DataFrame, path, show: bool = False):
     return save_figure(fig, path, show)
 
 
+def report_test(config: Config, data: TextData, model: RNNClassifier, test: dict, rows: list[dict]) -> None:
+    """시험 결과(best.pt)를 글과 그림으로: 확신한 정답·오답, 학습 뒤 임베딩, 패킹, 학습 곡선, 혼동 행렬."""
+    out_dir = Path(config.out_dir)
+    print(f"[평가] {config.cell} (best.pt) 시험 정확도 {test['accuracy']:.4f}, 손실 {test['loss']:.4f}")
+    show_confident_examples(test["probabilities"], data.test)
+    one_hot_vs_embedding(data.itos, model.embedding, "good", "great")  # 학습 후: 비슷한 뜻 → 가까워짐
+    one_hot_vs_embedding(data.itos, model.embedding, "good", "boring")
+    print(f"[패킹] 패킹한 배치 = 하나씩 돌린 결과 (assert 통과). 패킹 없이 <pad> 까지 돌리면 가장 짧은 "
+          f"리뷰의 로짓이 {check_packing(model, data.test):.3f} 만큼 달라짐")
+    plot_history(rows, out_dir / "history.png", show=config.show, title=f"{config.cell} on {data.name}")
+    plot_confusion_matrix(confusion(test["probabilities"], data.test.labels), ["negative", "positive"],
+                          out_dir / "confusion_matrix.png", show=config.show,
+                          title=f"{config.cell} (test accuracy {test['accuracy']:.3f})")
+
+
 # %% 6. 추론
 EXAMPLE_REVIEWS = [  # 같은 단어, 다른 순서·부정: 단어 주머니에는 둘씩 똑같아 보이는 문장들
     "the plot was good .", "the plot was not good .",
@@ -636,10 +651,16 @@ def vanishing_gradient_study(config: Config, models: dict, itos: list[str], devi
     stoi = {word: index for index, word in enumerate(itos)}
     long_tokens = long_reviews(stoi, config.long_seq_len, config.seed).to(device)  # (64, long_seq_len)
     gradients = {cell: gradient_per_step(models[cell], long_tokens) for cell in ("rnn", "lstm", "gru")}
-    plot_curves({cell: g.tolist() for cell, g in gradients.items()},
-                Path(config.out_dir) / "vanishing_gradient.png", show=config.show, logy=True,
-                xlabel="input time step t (T = last token)", ylabel="mean ||d logit / d x_t|| (log scale)",
-                title=f"Gradient w.r.t. each step's input embedding (T={config.long_seq_len})")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for cell, gradient in gradients.items():
+        ax.plot(range(1, len(gradient) + 1), gradient.tolist(), label=cell)
+    ax.set_yscale("log")  # 지수적으로 줄어드는 것이 직선으로 보이도록
+    ax.set_xlabel("input time step t (T = last token)")
+    ax.set_ylabel("mean ||d logit / d x_t|| (log scale)")
+    ax.set_title(f"Gradient w.r.t. each step's input embedding (T={config.long_seq_len})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, Path(config.out_dir) / "vanishing_gradient.png", config.show)
     ratios = {cell: (g[0] / g[-1]).item() for cell, g in gradients.items()}
     print("[기울기 소실] 첫 토큰 / 마지막 토큰 기울기 비율: "
           + ", ".join(f"{cell} {ratio:.1e}" for cell, ratio in ratios.items()))
@@ -701,19 +722,8 @@ def main(config: Config) -> dict:
     model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
     test = evaluate(model, data.test, device, max_batches)  # 시험 점수는 언제나 best.pt 로
 
-    # 4. 평가
-    print(f"[평가] {config.cell} (best.pt) 시험 정확도 {test['accuracy']:.4f}, 손실 {test['loss']:.4f}")
-    show_confident_examples(test["probabilities"], data.test)
-    one_hot_vs_embedding(data.itos, model.embedding, "good", "great")  # 학습 후: 비슷한 뜻 → 가까워짐
-    one_hot_vs_embedding(data.itos, model.embedding, "good", "boring")
-    print(f"[패킹] 패킹한 배치 = 하나씩 돌린 결과 (assert 통과). 패킹 없이 <pad> 까지 돌리면 가장 짧은 "
-          f"리뷰의 로짓이 {check_packing(model, data.test):.3f} 만큼 달라짐")
-    # 5. 시각화
-    plot_history(history.rows, out_dir / "history.png", show=config.show,
-                 title=f"{config.cell} on {data.name}")
-    plot_confusion_matrix(confusion(test["probabilities"], data.test.labels), ["negative", "positive"],
-                          out_dir / "confusion_matrix.png", show=config.show,
-                          title=f"{config.cell} (test accuracy {test['accuracy']:.3f})")
+    # 4·5. 평가와 시각화: best.pt 의 시험 결과를 글과 그림으로
+    report_test(config, data, model, test, history.rows)
 
     # 부록(실험): run 블록 뒤에, 각자 자기 시드로 (이어하기와 상관없이 같은 숫자)
     models, table = compare_cells(config, data, model, test, epochs, device, max_batches)

@@ -269,7 +269,17 @@ def prepare_data(config: Config):
     print(f"  창 모양: 입력 {tuple(train['x'].shape)} (K, T), 정답 {tuple(train['y'].shape)} (K,); "
           f"첫 학습 창 = 위치 {first - config.window}~{first - 1} 의 {config.window}일 → 위치 {first}")
     print(f"  스케일러(학습 구간만): 평균 {data.scaler.mean:.4f}, 표준편차 {data.scaler.std:.4f}")
+    print(f"  검증 구간의 persistence RMSE = {rmse(val['last_price'], val['true_price']):.3f}: "
+          "val_rmse 가 이보다 작아야 '어제 값 복사'보다 나은 것")
     return series, data
+
+
+def prediction_extra(config: Config, series, data: WindowedSeries) -> dict:
+    """체크포인트의 extra: 가중치 밖에서 --predict 가 필요한 것 (창 길이, 목표, 스케일러, 학습 가격 범위)."""
+    train_prices = data.prices[: data.train_end]
+    return {"data": series.name, "window": config.window, "target": config.target, "column": series.column,
+            "scaler_mean": data.scaler.mean, "scaler_std": data.scaler.std,
+            "train_range": [float(train_prices.min()), float(train_prices.max())]}
 
 
 def to_price(prediction: torch.Tensor, last_price: torch.Tensor, scaler: Scaler, target: str) -> torch.Tensor:
@@ -884,22 +894,15 @@ def main(config: Config) -> dict:
     series, data = prepare_data(config)
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
     # 2. 모델 (직접 만든 셀 == 라이브러리 셀)
-    print(f"[2. 모델] 직접 만든 LSTM 셀 == nn.LSTM (최대 차이 {check_scratch_cells():.1e}), "
-          "직접 만든 GRU 셀 == nn.GRU")
+    print(f"[2. 모델] 직접 만든 LSTM·GRU 셀 == nn.LSTM·nn.GRU (최대 차이 {check_scratch_cells():.1e})")
     model_args = forecaster_args(config, config.target)
     torch.manual_seed(config.seed)  # 초기 가중치와 학습 중 창 섞기는 모두 전역 torch 난수
     model = build_model(**model_args).to(device)
-    print(f"  장치(device): {device} | 파라미터: {count_parameters(model):,}개 "
-          f"({config.cell}, H={config.hidden_size})")
+    print(f"  장치(device): {device} | 파라미터: {count_parameters(model):,}개 ({config.cell})")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     # 3. 학습 (검증 RMSE 가 작을수록 좋음; 창 길이·스케일러는 예측에 필요해 extra 에 저장)
-    print(f"[3. 학습] 검증 구간의 persistence RMSE = {rmse(val['last_price'], val['true_price']):.3f}: "
-          "val_rmse 가 이보다 작아야 '어제 값 복사'보다 나은 것")
-    train_prices = data.prices[: data.train_end]
-    extra = {"data": series.name, "window": config.window, "target": config.target, "column": series.column,
-             "scaler_mean": data.scaler.mean, "scaler_std": data.scaler.std,
-             "train_range": [float(train_prices.min()), float(train_prices.max())]}
+    extra = prediction_extra(config, series, data)
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer}
     checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
