@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from conftest import ROOT, load_chapter, run_script
 
-from utils.data.text import load_imdb, read_imdb_folder
+from utils.data.text import find_other_layouts, load_imdb, read_imdb_folder
 from utils.runtime import UserError
 from utils.synthetic import (
     REVIEW_CONTRASTS,
@@ -343,9 +343,11 @@ def test_review_csv_kaggle_layout_is_read_and_split_by_seed(tmp_path):
     again = load_imdb("real", str(tmp_path / "IMDB Dataset.csv"), smoke=False, seed=0)  # 파일을 직접
     assert again.train_labels == data.train_labels
     assert load_imdb("real", str(tmp_path), smoke=False, seed=1).train_labels != data.train_labels
+    # 파일을 직접 주면 열이 맞지 않을 때 한 줄 오류 (폴더 안이면 다른 CSV 로 보고 건너뜀: 05장의 가격 CSV 등)
     (tmp_path / "IMDB Dataset.csv").write_text("review,stars\n\"ok\",5\n", encoding="utf-8")
     with pytest.raises(UserError, match="정답 열"):
-        load_imdb("real", str(tmp_path), smoke=False, seed=0)
+        load_imdb("real", str(tmp_path / "IMDB Dataset.csv"), smoke=False, seed=0)
+    assert find_other_layouts(tmp_path) is None
 
 
 def test_pos_neg_line_files_latin1(tmp_path):

@@ -149,8 +149,8 @@ def find_other_layouts(data_dir: Path) -> tuple[str, Path, Path | None] | None:
         pos, neg = sorted(folder.glob("*.pos")), sorted(folder.glob("*.neg"))
         if len(pos) == 1 and len(neg) == 1:
             return "lines", pos[0], neg[0]
-    if data_dir.is_dir():
-        csvs = sorted(data_dir.glob("*.csv"))
+    if data_dir.is_dir():  # 폴더 안의 CSV 는 글·정답 열이 있는 것만 (05장의 가격 CSV 등은 건너뜀)
+        csvs = [path for path in sorted(data_dir.glob("*.csv")) if _looks_like_reviews(path)]
         if len(csvs) == 1:
             return "csv", csvs[0], None
         if len(csvs) > 1:
@@ -158,6 +158,16 @@ def find_other_layouts(data_dir: Path) -> tuple[str, Path, Path | None] | None:
             raise UserError(f"{data_dir} 에 CSV 가 {len(csvs)}개 있습니다 ({names}). "
                             "--data-dir 에 쓸 파일 하나를 직접 주세요.")
     return None
+
+
+def _looks_like_reviews(path: Path) -> bool:
+    """CSV 머리글에 글 열과 정답 열이 있는지 (첫 줄만 읽음)."""
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as f:
+            header = [name.strip().lower() for name in next(csv.reader(f), [])]
+    except (OSError, csv.Error):
+        return False
+    return any(n in header for n in TEXT_COLUMNS) and any(n in header for n in LABEL_COLUMNS)
 
 
 def _download_imdb(data_dir: Path) -> Path:
