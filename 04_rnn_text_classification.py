@@ -28,30 +28,36 @@
     (의견 뒤에 중립 문장이 12~40토큰 이어짐)이 섞여 있어 어순을 봐야 풀립니다.
 
 기대 결과 (오프라인 기본 실행: 학습 9,000 / 검증 1,000 / 시험 2,500 리뷰, 6 epoch, seed 42)
-    - 시험 정확도: LSTM 1.000 (기본 셀, 대표 지표 test_accuracy), GRU 1.000, 바닐라 RNN 0.735,
-      단어 주머니 0.521 → LSTM 이 단어 주머니보다 48점 높음. (2-core CPU, 측정값)
-      RNN 은 의견이 끝에 있으면 1.00, 멀리(앞에) 있으면 0.48~0.49 로 우연 수준입니다.
-      단어 주머니는 simple 0.77~0.80, negation 0.21~0.23 ("not good" 을 거꾸로 읽음), contrast 0.49.
-    - 기울기 소실(길이 100): 첫 토큰 / 마지막 토큰 기울기 비율 RNN 3e-18, LSTM 3e-6, GRU 8e-3.
-      (2-core CPU, 측정값)
-    - 전체 66초, 최대 메모리 1.03 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU, 3회 중앙값; 네
-      셀의 학습과 기울기 실험 모두 포함). CPU 를 다른 프로그램과 나눠 쓰면 두 스레드가 서로 기다리느라
-      몇 배 느려질 수 있습니다 (그 기계에서 잰 값: 2 스레드 570초, OMP_NUM_THREADS=1 146초).
-    - 실제 IMDB(25,000/25,000, 최대 200토큰): LSTM/GRU 목표 85% 이상, CPU 로 셀마다 epoch 당
-      수 분, GPU 로 수십 초로 예상합니다. 아직 측정하지 않았습니다(미측정).
-    --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 와 vocab.json 을
-    씁니다. 예: "the acting was bad but the plot was great" → 0.997, 두 절의 순서를 바꾸면 0.078,
-    "this movie was not good at all" → 0.25 ('this', 'movie' 는 <unk>). (2-core CPU, 측정값)
+    시험 점수는 언제나 best.pt(검증 정확도가 처음 최고였던 epoch)로 냅니다. 셀 비교의 다른 셀도
+    각자 검증 정확도가 가장 높은 epoch 의 가중치로 시험합니다 (같은 조건).
+    - 시험 정확도: LSTM 1.000 (기본 셀, 대표 지표 test_accuracy), GRU 1.000, 바닐라 RNN 0.748,
+      단어 주머니 0.500 → LSTM 이 단어 주머니보다 50점 높음. (이 브랜치의 측정값, 2-core CPU)
+      RNN 은 의견이 끝에 있으면 1.00, 멀리(앞에) 있으면 0.50~0.52 로 우연 수준입니다.
+      단어 주머니는 simple 0.65~0.66, negation 0.31~0.33 ("not good" 을 거꾸로 읽음), contrast 0.46~0.50.
+    - 기울기 소실(길이 100): 첫 토큰 / 마지막 토큰 기울기 비율 RNN 2e-20, LSTM 7e-7, GRU 8e-3.
+    - 시간: 66초, 최대 메모리 1.03 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU, 3회 중앙값, 이 장의
+      계약 개편 전 측정; 네 셀의 학습과 기울기 실험 모두 포함). 개편 뒤에는 조용한 기계에서 다시
+      재지 못했습니다: 여덟 명이 나눠 쓰는 2코어(부하 평균 14)에서 470초. CPU 를 다른 프로그램과 나눠
+      쓰면 두 스레드가 서로 기다리느라 몇 배 느려질 수 있습니다 (OMP_NUM_THREADS=1 이 도움이 됨).
+    - 실제 IMDB(25,000/25,000, 최대 200토큰): 아직 측정하지 않았습니다(미측정). 약 2,000개 리뷰로 잰
+      값은 LSTM 0.630 < 단어 주머니 0.820 으로, 데이터가 적고 리뷰가 길면 어순보다 단어가 이깁니다.
+      그럴 때는 실행이 끝에 [판정] 줄로 진 것과 그 이유를 말합니다.
+    --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 하나만 씁니다
+    (모델 설정과 어휘가 그 안에 있어 --cell 등을 다시 줄 필요가 없음). 결과는 prediction.json 에도.
+    예: "the acting was bad but the plot was great" → 0.985, 두 절의 순서를 바꾸면 0.005,
+    "this movie was not good at all" → 0.14 ('this', 'movie' 는 모르는 단어). 어휘에 없는 단어가
+    많거나 영어가 아니면(예: 한국어 문장) 어느 단어를 모르는지와 영어 리뷰로 학습되었다는 것을 알립니다.
 """
-
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import matplotlib.pyplot as plt
@@ -62,38 +68,32 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from utils.data.text import load_imdb
-from utils.runtime import (
-    RunConfig,
-    UserError,
-    count_parameters,
-    describe_run,
-    make_out_dir,
-    run,
-    pick_device,
-    set_seed,
-    write_run_record,
-)
+from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, write_run_record
 from utils.synthetic import make_reviews
 from utils.training import (
     History,
     check_finite,
-    load_checkpoint,
+    load_trained_model,
+    make_checkpoint,
     progress,
+    resume_or_start,
     save_checkpoint,
-    save_on_interrupt,
 )
-from utils.visualization import plot_confusion_matrix, plot_curves, plot_history, save_figure
+from utils.visualization import plot_confusion_matrix, plot_history, save_figure
 
 # 모양(shape) 글자: B=배치, T=시간(토큰 위치), E=임베딩 차원, H=은닉 크기, D=방향 수(1 또는 2), V=어휘 크기
 
 PAD, UNK = "<pad>", "<unk>"  # 어휘의 0번(패딩), 1번(모르는 단어)
 PAD_ID, UNK_ID = 0, 1
 CELLS = ("bow", "rnn", "lstm", "gru")  # 비교표의 순서: 순서를 안 보는 기준선 → 점점 강한 순환 셀
+EVAL_BATCH_SIZE = 512  # 평가는 기울기를 저장하지 않아 학습 배치보다 크게: 시험 2,500 리뷰를 5번에
+SMALL_TRAIN_SET = 10_000  # 판정문: 학습 리뷰가 이보다 적으면 "데이터가 적다"를 이유로 (IMDB 전체는 22,500)
+UNKNOWN_WARNING = 0.5  # --predict: 모르는 단어가 이 비율을 넘으면 '학습 데이터와 다른 글'이라고 경고
 
 
 @dataclass
 class Config(RunConfig):
-    chapter: ClassVar[str] = "04_rnn_text_classification"  # 출력 폴더 outputs/04_rnn_text_classification/, 체크포인트 주인 표시
+    chapter: ClassVar[str] = "04_rnn_text_classification"  # 출력 폴더 outputs/<chapter>/, 체크포인트 주인
     epochs: int = 6  # 절차적 리뷰에서 LSTM 은 3~4 epoch 에 검증 정확도 1.0, 여유 2
     batch_size: int = 128  # CPU 에서 시점(T)마다 도는 반복 횟수를 줄이려고 크게
     lr: float = 5e-3  # Adam. 작은 순환망은 기본값 1e-3 보다 크게 해도 안정적 (기울기 자르기 덕분)
@@ -114,17 +114,20 @@ class Config(RunConfig):
     def __post_init__(self):
         for name in ("embed_dim", "hidden_size", "long_seq_len", "min_freq"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다.")
+                raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다 "
+                                 f"(받은 값: {getattr(self, name)}).")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError("--val-fraction 은 0 과 1 사이여야 합니다.")
+            raise ValueError(f"--val-fraction 은 0 과 1 사이여야 합니다 (받은 값: {self.val_fraction}).")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("--dropout 은 0 이상 1 미만이어야 합니다.")
+            raise ValueError(f"--dropout 은 0 이상 1 미만이어야 합니다 (받은 값: {self.dropout}).")
         if self.max_len < 2:
-            raise ValueError("--max-len 은 2 이상이어야 합니다.")
+            raise ValueError(f"--max-len 은 2 이상이어야 합니다 (받은 값: {self.max_len}).")
         if self.max_vocab < 3:
-            raise ValueError("--max-vocab 은 <pad>, <unk> 와 단어 하나를 담도록 3 이상이어야 합니다.")
+            raise ValueError("--max-vocab 은 <pad>, <unk> 와 단어 하나를 담도록 3 이상이어야 합니다 "
+                             f"(받은 값: {self.max_vocab}).")
         if self.grad_clip <= 0 or self.bow_lr <= 0:
-            raise ValueError("--grad-clip 과 --bow-lr 은 0 보다 커야 합니다.")
+            raise ValueError(f"--grad-clip 과 --bow-lr 은 0 보다 커야 합니다 "
+                             f"(받은 값: {self.grad_clip}, {self.bow_lr}).")
 
 
 # %% 1. 데이터: 글 → 토큰 → 어휘 → 정수 → 패딩
@@ -132,7 +135,9 @@ class Config(RunConfig):
 #   1) 토큰화: 문장을 단위(토큰)로 자름   "Not good!" → ["not", "good", "!"]
 #   2) 어휘: 학습 분할의 토큰마다 번호     {"<pad>": 0, "<unk>": 1, "the": 2, ...}
 #   3) 인코딩: 토큰 → 번호, 길이를 맞추려고 뒤에 <pad>(0) 을 채움(패딩)
-TOKEN_PATTERN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")  # 단어(don't 포함) 또는 문장부호 한 글자
+# 단어(글자·숫자가 이어진 것, don't 포함) 또는 문장부호 한 글자. [^\W_] = 밑줄을 뺀 유니코드 글자·숫자:
+# 한국어 등 다른 문자의 단어도 글자 하나씩이 아니라 단어째 잘립니다 (--predict 가 모르는 단어를 말하도록).
+TOKEN_PATTERN = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[^\w\s]")
 
 
 def tokenize(text: str) -> list[str]:
@@ -198,6 +203,49 @@ def take_batch(split: EncodedSplit, rows: torch.Tensor, device: torch.device):
     lengths = split.lengths[rows]
     tokens = split.tokens[rows, : int(lengths.max())]  # (B, T) 전체 T_max 가 아니라 배치 최대 길이
     return tokens.to(device), lengths, split.labels[rows].to(device)
+
+
+
+@dataclass
+class TextData:
+    """학습/검증/시험 분할, 어휘(번호 → 단어), 출처 이름, 그리고 판정문이 쓰는 몇 가지 사실."""
+
+    train: EncodedSplit
+    val: EncodedSplit
+    test: EncodedSplit
+    itos: list[str]
+    name: str
+    truncated_fraction: float  # 학습 리뷰 중 max_len 보다 길어 뒤가 잘린 비율
+
+
+def prepare_data(config: Config) -> TextData:
+    """원문 → 검증 분할 떼기 → 학습 분할만으로 어휘 → 세 분할을 텐서로.
+
+    검증(validation) 분할은 학습 리뷰의 일부로 best.pt 를 고릅니다. 시험 분할로 고르면 시험 점수가
+    낙관적으로 치우칩니다(시험 데이터에 맞춘 선택). 섞는 순서는 자기 torch.Generator 로 정해
+    전역 난수를 건드리지 않습니다: 이어하기와 상관없이 언제나 같은 분할.
+    """
+    raw = load_imdb(config.data, config.data_dir, config.smoke, config.seed)
+    order = torch.randperm(len(raw.train_texts), generator=torch.Generator().manual_seed(config.seed))
+    n_val = max(1, int(len(order) * config.val_fraction))
+    train_rows, val_rows = order[n_val:].tolist(), order[:n_val].tolist()
+    train_tokens = [tokenize(raw.train_texts[i]) for i in train_rows]
+    itos = build_vocab(train_tokens, config.min_freq, config.max_vocab)
+    stoi = {word: index for index, word in enumerate(itos)}
+    train = encode_split([raw.train_texts[i] for i in train_rows], [raw.train_labels[i] for i in train_rows],
+                         stoi, config.max_len)
+    val = encode_split([raw.train_texts[i] for i in val_rows], [raw.train_labels[i] for i in val_rows],
+                       stoi, config.max_len)
+    test = encode_split(raw.test_texts, raw.test_labels, stoi, config.max_len, raw.test_kinds)
+    truncated = sum(len(tokens) > config.max_len for tokens in train_tokens) / len(train_tokens)
+    unk_rate = (test.tokens == UNK_ID).sum().item() / test.lengths.sum().item()
+    print(f"[데이터] {raw.name}: 학습 {len(train.labels):,} / 검증 {len(val.labels):,} / "
+          f"시험 {len(test.labels):,} 리뷰, 어휘 {len(itos):,}개 (학습 분할만, 최소 빈도 {config.min_freq}), "
+          f"시험의 <unk> 비율 {unk_rate:.1%}, 길이 평균 {train.lengths.float().mean():.0f} / "
+          f"최대 {int(train.lengths.max())} 토큰 ({config.max_len} 토큰에서 자른 리뷰 {truncated:.0%})")
+    example = train.texts[0][:80]
+    print(f"  예: {example!r}\n   → {tokenize(example)[:12]}\n   → {encode(tokenize(example), stoi, 12)}")
+    return TextData(train, val, test, itos, raw.name, truncated)
 
 
 # %% 1-1. 원-핫 vs 임베딩
@@ -312,11 +360,15 @@ class BagOfWords(nn.Module):
         return self.head(self.bag(tokens)).squeeze(1)  # (B, T) → (B, E) → (B,)
 
 
-def build_model(cell: str, vocab_size: int, config: Config) -> nn.Module:
+def build_model(vocab_size: int, embed_dim: int, hidden_size: int, cell: str, bidirectional: bool = False,
+                dropout: float = 0.0) -> nn.Module:
+    """모델 만들기: 체크포인트의 model_args 만으로 --resume·--predict 가 같은 모델을 다시 만듭니다.
+
+    cell="bow" 는 단어 주머니 기준선 (hidden_size·bidirectional·dropout 은 쓰지 않음).
+    """
     if cell == "bow":
-        return BagOfWords(vocab_size, config.embed_dim)
-    return RNNClassifier(vocab_size, config.embed_dim, config.hidden_size, cell,
-                         config.bidirectional, config.dropout)
+        return BagOfWords(vocab_size, embed_dim)
+    return RNNClassifier(vocab_size, embed_dim, hidden_size, cell, bidirectional, dropout)
 
 
 def check_packing(model: RNNClassifier, split: EncodedSplit, count: int = 4) -> float:
@@ -338,13 +390,14 @@ def check_packing(model: RNNClassifier, split: EncodedSplit, count: int = 4) -> 
 
 
 # %% 3. 학습
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: EncodedSplit,
-                    config: Config, epoch: int, device: torch.device, max_batches: int | None) -> float:
-    """한 epoch 학습, 평균 손실을 돌려줍니다."""
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: EncodedSplit, batch_size: int,
+                    grad_clip: float, epoch: int, device: torch.device, max_batches: int | None = None,
+                    desc: str | None = None) -> float:
+    """한 epoch 학습, 평균 손실을 돌려줍니다. 섞는 순서는 전역 torch 난수: --resume 이 상태를 되돌림."""
     model.train()  # 드롭아웃 켜기
-    batches = batch_slices(len(split.labels), config.batch_size, shuffle=True)[:max_batches]
+    batches = batch_slices(len(split.labels), batch_size, shuffle=True)[:max_batches]
     total_loss, seen = torch.zeros((), device=device), 0
-    for step, rows in enumerate(progress(batches, desc=f"epoch {epoch}"), start=1):
+    for step, rows in enumerate(progress(batches, desc=desc or f"epoch {epoch}"), start=1):
         tokens, lengths, labels = take_batch(split, rows, device)
         optimizer.zero_grad()  # PyTorch 는 기울기를 더해 쌓으므로 배치마다 비움
         logits = model(tokens, lengths)  # (B,)
@@ -353,7 +406,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: E
         check_finite(loss, epoch, step)
         loss.backward()  # 시간을 거슬러 역전파(BPTT)
         # 기울기 자르기: 전체 기울기 노름이 grad_clip 을 넘으면 같은 방향으로 줄임 (폭주 방지)
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         total_loss += loss.detach() * len(rows)
         seen += len(rows)
@@ -363,11 +416,11 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: E
 # %% 4. 평가
 @torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리·시간 절약
 def predict_probabilities(model: nn.Module, split: EncodedSplit, device: torch.device,
-                          batch_size: int = 512, max_batches: int | None = None) -> torch.Tensor:
+                          max_batches: int | None = None) -> torch.Tensor:
     """분할 전체의 긍정 확률 (N,). model.eval(): 드롭아웃을 꺼서 같은 입력 → 같은 출력."""
     model.eval()
     probabilities = []
-    for rows in batch_slices(len(split.labels), batch_size, shuffle=False)[:max_batches]:
+    for rows in batch_slices(len(split.labels), EVAL_BATCH_SIZE, shuffle=False)[:max_batches]:
         tokens, lengths, _ = take_batch(split, rows, device)
         probabilities.append(torch.sigmoid(model(tokens, lengths)).cpu())
     return torch.cat(probabilities)
@@ -375,12 +428,12 @@ def predict_probabilities(model: nn.Module, split: EncodedSplit, device: torch.d
 
 def evaluate(model: nn.Module, split: EncodedSplit, device: torch.device,
              max_batches: int | None = None) -> dict:
-    """정확도, 손실, 구조/위치별 정확도. 확률 (N,) 도 함께 돌려줍니다."""
-    probabilities = predict_probabilities(model, split, device, max_batches=max_batches)
+    """{"loss", "accuracy", "by_kind"(절차적 리뷰의 구조/위치별 정확도), "probabilities" (N,)}."""
+    probabilities = predict_probabilities(model, split, device, max_batches)
     labels = split.labels[: len(probabilities)]
     correct = (probabilities > 0.5).float() == labels
     loss = F.binary_cross_entropy(probabilities.clamp(1e-7, 1 - 1e-7), labels).item()
-    result = {"accuracy": correct.float().mean().item(), "loss": loss, "probabilities": probabilities}
+    result = {"loss": loss, "accuracy": correct.float().mean().item(), "probabilities": probabilities}
     if split.kinds is not None:  # 어떤 종류의 리뷰에서 틀리는가
         kinds = split.kinds[: len(probabilities)]
         result["by_kind"] = {kind: correct[[k == kind for k in kinds]].float().mean().item()
@@ -441,10 +494,26 @@ def plot_cell_comparison(table: pd.DataFrame, path, show: bool = False):
     table[columns].rename(columns=lambda c: c.removeprefix("acc_")).plot.bar(ax=ax, rot=0, width=0.8)
     ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance")
     ax.set_ylim(0, 1.05)
+    ax.set_xlabel("model (cell)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy by cell" + (" and review kind (structure/position)" if len(columns) > 1 else ""))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # 막대를 가리지 않게 바깥에
     return save_figure(fig, path, show)
+
+
+def report_test(config: Config, data: TextData, model: RNNClassifier, test: dict, rows: list[dict]) -> None:
+    """시험 결과(best.pt)를 글과 그림으로: 확신한 정답·오답, 학습 뒤 임베딩, 패킹, 학습 곡선, 혼동 행렬."""
+    out_dir = Path(config.out_dir)
+    print(f"[평가] {config.cell} (best.pt) 시험 정확도 {test['accuracy']:.4f}, 손실 {test['loss']:.4f}")
+    show_confident_examples(test["probabilities"], data.test)
+    one_hot_vs_embedding(data.itos, model.embedding, "good", "great")  # 학습 후: 비슷한 뜻 → 가까워짐
+    one_hot_vs_embedding(data.itos, model.embedding, "good", "boring")
+    print(f"[패킹] 패킹한 배치 = 하나씩 돌린 결과 (assert 통과). 패킹 없이 <pad> 까지 돌리면 가장 짧은 "
+          f"리뷰의 로짓이 {check_packing(model, data.test):.3f} 만큼 달라짐")
+    plot_history(rows, out_dir / "history.png", show=config.show, title=f"{config.cell} on {data.name}")
+    plot_confusion_matrix(confusion(test["probabilities"], data.test.labels), ["negative", "positive"],
+                          out_dir / "confusion_matrix.png", show=config.show,
+                          title=f"{config.cell} (test accuracy {test['accuracy']:.3f})")
 
 
 # %% 6. 추론
@@ -455,192 +524,221 @@ EXAMPLE_REVIEWS = [  # 같은 단어, 다른 순서·부정: 단어 주머니에
 
 
 @torch.no_grad()
-def positive_probability(model: nn.Module, text: str, stoi: dict[str, int], max_len: int,
-                         device: torch.device) -> tuple[float, list[str]]:
-    """리뷰 한 편의 긍정 확률과 어휘에 없는 단어들. 빈 글이나 모두 모르는 단어면 UserError."""
-    tokens = tokenize(text)[:max_len]
-    if not tokens:
-        raise UserError("--predict 문장이 비어 있습니다. 예: --predict \"this movie was not good at all\"")
-    unknown = [t for t in tokens if t not in stoi]
-    if len(unknown) == len(tokens):
-        raise UserError(f"--predict 문장의 단어가 모두 어휘에 없습니다({', '.join(unknown[:5])}). "
-                        "학습 데이터에 나오는 영어 단어로 써 보세요.")
+def positive_probability(model: nn.Module, tokens: list[str], stoi: dict[str, int], max_len: int,
+                         device: torch.device) -> float:
+    """토큰화한 리뷰 한 편의 긍정 확률 = sigmoid(로짓)."""
     model.eval()  # 드롭아웃 끄기
     ids = torch.tensor([encode(tokens, stoi, max_len)], device=device)  # (1, T)
-    return torch.sigmoid(model(ids, torch.tensor([ids.shape[1]]))).item(), unknown
+    return torch.sigmoid(model(ids, torch.tensor([ids.shape[1]]))).item()
 
 
-def predict(config: Config, device: torch.device, out_dir) -> dict:
-    """best.pt 와 vocab.json 을 읽어 --predict 문장의 긍정 확률을 출력합니다.
+def check_predict_text(text: str, stoi: dict[str, int],
+                       data_name: str) -> tuple[list[str], list[str], str | None]:
+    """--predict 문장 검사: (토큰, 어휘에 없는 단어, 경고 또는 None). 쓸 수 없는 글이면 UserError.
+
+    어휘는 학습 분할의 단어뿐이라, 다른 언어의 글은 거의 모두 <unk> 가 됩니다. 그 경우 숫자 하나를
+    내놓는 대신 어느 단어를 모르는지와 모델이 무엇으로 학습되었는지를 말합니다.
+    """
+    tokens = tokenize(text)
+    words = [t for t in tokens if re.fullmatch(r"[^\W_]+(?:'[^\W_]+)?", t)]  # 문장부호 제외
+    if not words:
+        raise UserError(f"--predict 문장이 비어 있습니다 (단어가 없음, 받은 값: {text!r}). "
+                        "예: --predict \"this movie was not good at all\"")
+    unknown = list(dict.fromkeys(t for t in words if t not in stoi))
+    shown = ", ".join(unknown[:8]) + (" …" if len(unknown) > 8 else "")
+    trained_on = f"이 모델은 영어 영화 리뷰({data_name})로 학습되어 그 어휘의 영어 단어만 압니다"
+    if len(unknown) == len(words):
+        raise UserError(f"--predict 문장의 단어가 모두 어휘에 없습니다 ({shown or text.strip()}). "
+                        f"{trained_on}: 영어 리뷰로 써 보세요.")
+    if len(unknown) > UNKNOWN_WARNING * len(words) or any(not t.isascii() for t in unknown):
+        return tokens, unknown, (f"단어 {len(words)}개 중 {len(unknown)}개가 어휘에 없습니다 ({shown}). "
+                                 f"{trained_on}: 이 확률은 아는 단어 몇 개로만 낸 것입니다.")
+    return tokens, unknown, None
+
+
+def predict(config: Config, device: torch.device) -> dict:
+    """--predict: best.pt 하나로 (모델 설정·어휘가 모두 그 안에) 문장의 긍정 확률을 냅니다.
 
     어휘는 모델의 일부입니다: 같은 단어가 학습 때와 같은 번호를 받아야 임베딩 행이 맞습니다.
     """
-    if not tokenize(config.predict):  # 모델을 읽기 전에 먼저 알림
-        raise UserError("--predict 문장이 비어 있습니다. 예: --predict \"this movie was not good at all\"")
-    path, vocab_path = out_dir / "best.pt", out_dir / "vocab.json"
-    if not path.exists() or not vocab_path.exists():
-        raise UserError(f"{path} 또는 {vocab_path} 가 없습니다. 먼저 --predict 없이 학습하세요.")
-    saved = json.loads(vocab_path.read_text(encoding="utf-8"))
-    itos, settings = saved["itos"], saved["model"]
-    model = RNNClassifier(len(itos), settings["embed_dim"], settings["hidden_size"], settings["cell"],
-                          settings["bidirectional"], dropout=0.0).to(device)
-    load_checkpoint(path, model=model, device=device, restore_rng=False)
-    stoi = {w: i for i, w in enumerate(itos)}
-    probability, unknown = positive_probability(model, config.predict, stoi, settings["max_len"], device)
-    verdict = "긍정" if probability > 0.5 else "부정"
-    print(f"긍정 확률: {probability:.4f} → {verdict} ({settings['cell']}, 모르는 단어 {len(unknown)}개"
+    out_dir = Path(config.out_dir)
+    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)  # 먼저 모델
+    extra = checkpoint["extra"]
+    stoi = {word: index for index, word in enumerate(extra["itos"])}
+    tokens, unknown, warning = check_predict_text(config.predict, stoi, extra["data"])
+    probability = positive_probability(model, tokens, stoi, extra["max_len"], device)
+    label = "positive" if probability > 0.5 else "negative"
+    result = {"text": config.predict, "positive_probability": probability, "label": label,
+              "cell": checkpoint["model_args"]["cell"], "unknown_words": unknown, "warning": warning}
+    (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
+                                             encoding="utf-8")
+    print(f"긍정 확률: {probability:.4f} → {'긍정' if label == 'positive' else '부정'} "
+          f"({result['cell']}, 모르는 단어 {len(unknown)}개"
           f"{': ' + ', '.join(unknown[:5]) if unknown else ''})")
-    return {"positive_probability": probability}
+    if warning:
+        print(f"경고: {warning}")
+    print(f"저장: {out_dir / 'prediction.json'}")
+    return result
 
 
-# %% main: 위 조각들을 순서대로
-def main(config: Config) -> dict:
-    started = time.perf_counter()
-    device = pick_device(config.device)
-    set_seed(config.seed)
-    out_dir = make_out_dir(config, __file__)
-    if config.predict is not None:
-        return predict(config, device, out_dir)
+# %% 부록(실험) A. 셀 비교: 같은 데이터·같은 epoch·같은 시작 난수로 네 모델
+def compare_cells(config: Config, data: TextData, main_model: nn.Module, main_result: dict, epochs: int,
+                  device: torch.device, max_batches: int | None) -> tuple[dict, pd.DataFrame]:
+    """기본 셀(best.pt)과 나머지 셀을 같은 조건으로: 각자 검증 정확도가 가장 높은 epoch 의 가중치로 시험.
 
-    # ---- 1. 데이터 ----
-    raw = load_imdb(config.data, config.data_dir, config.smoke, config.seed)
-    # 검증(validation) 분할: 학습 리뷰의 일부를 떼어 best.pt 를 고릅니다. 시험 분할로 고르면 시험
-    # 점수가 낙관적으로 치우칩니다(시험 데이터에 맞춘 선택). 어휘도 뗀 나머지(학습)로만 만듭니다.
-    order = torch.randperm(len(raw.train_texts), generator=torch.Generator().manual_seed(config.seed))
-    n_val = max(1, int(len(order) * config.val_fraction))
-    train_rows, val_rows = order[n_val:].tolist(), order[:n_val].tolist()
-    train_texts = [raw.train_texts[i] for i in train_rows]
-    itos = build_vocab([tokenize(text) for text in train_texts], config.min_freq, config.max_vocab)
-    stoi = {word: index for index, word in enumerate(itos)}
-    train = encode_split(train_texts, [raw.train_labels[i] for i in train_rows], stoi, config.max_len)
-    val = encode_split([raw.train_texts[i] for i in val_rows], [raw.train_labels[i] for i in val_rows],
-                       stoi, config.max_len)
-    test = encode_split(raw.test_texts, raw.test_labels, stoi, config.max_len, raw.test_kinds)
-    unk_rate = (test.tokens == UNK_ID).sum().item() / test.lengths.sum().item()
-    print(f"[데이터] 학습 {len(train.labels):,} / 검증 {len(val.labels):,} / 시험 {len(test.labels):,} 리뷰, "
-          f"어휘 {len(itos):,}개 (학습 분할만, 최소 빈도 {config.min_freq}), "
-          f"시험의 <unk> 비율 {unk_rate:.1%}, "
-          f"길이 평균 {train.lengths.float().mean():.0f} / 최대 {int(train.lengths.max())} 토큰")
-    example = train.texts[0][:80]
-    print(f"  예: {example!r}\n   → {tokenize(example)[:12]}\n   → {encode(tokenize(example), stoi, 12)}")
-
-    # ---- 2. 모델 (+ 손 RNN 검증, 원-핫 vs 임베딩) ----
-    print(f"[손 RNN 점화식] nn.RNN 과 최대 차이 {check_rnn_by_hand():.1e} (assert 통과)")
-    smoke_batches = 1 if config.smoke else None  # --smoke: 학습 배치 하나, 평가 배치 하나
-    epochs = 1 if config.smoke else config.epochs
-    set_seed(config.seed)  # 모든 셀이 같은 시작 난수 → 비교표가 학습 순서와 무관
-    model = build_model(config.cell, len(itos), config).to(device)
-    describe_run(device, model, raw.name)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    one_hot_vs_embedding(itos, model.embedding, "good", "great")
-
-    # ---- 3. 학습: 기본 셀 (체크포인트, 이어하기) ----
-    history = History(out_dir / "history.csv", resume=config.resume)
-    start_epoch, best = 1, -math.inf
-    if config.resume:
-        state = load_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, device=device)
-        start_epoch, best = state["epoch"] + 1, state["best_metric"]
-        history.truncate(state["epoch"])
-    # --predict 가 같은 번호로 토큰을 바꾸고 같은 모양의 모델을 만들 수 있도록 어휘·설정을 저장
-    settings = {"cell": config.cell, "embed_dim": config.embed_dim, "hidden_size": config.hidden_size,
-                "bidirectional": config.bidirectional, "max_len": config.max_len}
-    (out_dir / "vocab.json").write_text(json.dumps({"itos": itos, "model": settings}, ensure_ascii=False),
-                                        encoding="utf-8")
-    completed = start_epoch - 1  # 끝까지 마치고 last.pt 에 저장한 마지막 epoch
-    save_last = lambda: save_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer,
-                                        epoch=completed, best_metric=best)
-    cell_seconds = {}
-    # Ctrl+C: 끝난 epoch 의 last.pt 가 있으면 그대로 둡니다 (--resume 이 끊지 않은 학습과 같게 이어짐).
-    on_interrupt = lambda: None if completed > 0 else save_last()
-    with save_on_interrupt(on_interrupt, out_dir):
-        for epoch in range(start_epoch, epochs + 1):
-            epoch_started = time.perf_counter()
-            train_loss = train_one_epoch(model, optimizer, train, config, epoch, device, smoke_batches)
-            result = evaluate(model, val, device, smoke_batches)
-            history.log(epoch=epoch, train_loss=train_loss, val_loss=result["loss"],
-                        val_acc=result["accuracy"], seconds=round(time.perf_counter() - epoch_started, 1))
-            if result["accuracy"] > best:
-                best = result["accuracy"]
-                save_checkpoint(out_dir / "best.pt", model=model, epoch=epoch, best_metric=best)
-            completed = epoch
-            save_last()
-    cell_seconds[config.cell] = sum(history.column("seconds"))
-
-    # ---- 4. 평가: 마지막 epoch 의 모델 (비교표의 다른 셀과 같은 조건) ----
-    final = evaluate(model, test, device, smoke_batches)
-    print(f"[평가] {config.cell} 시험 정확도 {final['accuracy']:.4f}, 손실 {final['loss']:.4f}")
-    show_confident_examples(final["probabilities"], test)
-    one_hot_vs_embedding(itos, model.embedding, "good", "great")  # 학습 후: 비슷한 뜻 → 가까워짐
-    one_hot_vs_embedding(itos, model.embedding, "good", "boring")
-    if isinstance(model, RNNClassifier):
-        gap = check_packing(model, test)
-        print(f"[패킹] 패킹한 배치 = 하나씩 돌린 결과 (assert 통과). 패킹 없이 <pad> 까지 돌리면 "
-              f"가장 짧은 리뷰의 로짓이 {gap:.3f} 만큼 달라짐")
-
-    # ---- 4-1. 셀 비교: 같은 데이터·같은 epoch 로 나머지 셀도 학습 (체크포인트 없이) ----
-    models, results = {config.cell: model}, {config.cell: final}
+    체크포인트 없이 메모리 안에서 학습합니다. 셀마다 torch.manual_seed(config.seed) 로 시작하므로
+    숫자가 앞에서 무엇을 했는지(이어하기 여부 포함)와 상관없습니다.
+    """
+    models, results = {config.cell: main_model}, {config.cell: main_result}
     for cell in CELLS:
         if cell in models:
             continue
-        set_seed(config.seed)
-        models[cell] = build_model(cell, len(itos), config).to(device)
-        lr = config.bow_lr if cell == "bow" else config.lr
-        other_optimizer = torch.optim.Adam(models[cell].parameters(), lr=lr)
-        cell_started = time.perf_counter()
-        for epoch_index in range(1, epochs + 1):
-            loss = train_one_epoch(models[cell], other_optimizer, train, config, epoch_index, device,
-                                   smoke_batches)
-        results[cell] = evaluate(models[cell], test, device, smoke_batches)
-        cell_seconds[cell] = time.perf_counter() - cell_started
-        print(f"[비교] {cell:>4}: 학습 손실 {loss:.4f}, 시험 정확도 {results[cell]['accuracy']:.4f} "
-              f"({cell_seconds[cell]:.0f}초)")
+        torch.manual_seed(config.seed)
+        model = build_model(len(data.itos), config.embed_dim, config.hidden_size, cell, config.bidirectional,
+                            config.dropout).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.bow_lr if cell == "bow" else config.lr)
+        best_accuracy, best_state = -math.inf, None
+        for epoch in range(1, epochs + 1):
+            train_one_epoch(model, optimizer, data.train, config.batch_size, config.grad_clip, epoch, device,
+                            max_batches, desc=f"{cell} epoch {epoch}")
+            accuracy = evaluate(model, data.val, device, max_batches)["accuracy"]
+            if accuracy > best_accuracy:  # run 블록과 같은 규칙: 더 좋아야(>) 바꿈
+                best_accuracy, best_state = accuracy, copy.deepcopy(model.state_dict())
+        model.load_state_dict(best_state)
+        models[cell], results[cell] = model, evaluate(model, data.test, device, max_batches)
+        print(f"[비교] {cell:>4}: 검증 최고 {best_accuracy:.4f}, 시험 정확도 {results[cell]['accuracy']:.4f}")
     table = pd.DataFrame({cell: {"test_accuracy": results[cell]["accuracy"],
                                  "test_loss": results[cell]["loss"],
                                  "parameters": count_parameters(models[cell]),
                                  **{f"acc_{k}": v for k, v in results[cell].get("by_kind", {}).items()}}
                           for cell in CELLS}).T  # 행 = 셀, 열 = 지표
     table.index.name = "cell"
-    table.assign(seconds=[round(cell_seconds[cell], 1) for cell in CELLS]).to_csv(out_dir / "cells.csv")
+    table.to_csv(Path(config.out_dir) / "cells.csv")
     print("[셀 비교표] (acc_구조/위치: 그 종류 리뷰만의 정확도)")
     print(table.drop(columns="test_loss").to_string(float_format=lambda v: f"{v:.3f}",
                                                     formatters={"parameters": "{:,.0f}".format}))
+    plot_cell_comparison(table, Path(config.out_dir) / "cells.png", show=config.show)
+    print(verdict_against_bag_of_words(config, data, table))
+    return models, table
 
-    # ---- 5. 시각화 ----
-    plot_history(history.rows, out_dir / "history.png", show=config.show,
-                 title=f"{config.cell} on {raw.name}")
-    plot_confusion_matrix(confusion(final["probabilities"], test.labels), ["negative", "positive"],
-                          out_dir / "confusion_matrix.png", show=config.show,
-                          title=f"{config.cell} (test accuracy {final['accuracy']:.3f})")
-    plot_cell_comparison(table, out_dir / "cells.png", show=config.show)
-    # 기울기 소실: 학습된 RNN·LSTM·GRU 에 '의견이 맨 앞, 뒤는 중립 문장'인 긴 리뷰를 넣고
-    # 시점별 기울기를 봅니다. 결론이 맨 앞에 있으니 잘 배운 모델이라면 앞쪽 기울기가 커야 합니다.
+
+def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataFrame) -> str:
+    """순환 모델이 순서를 보지 않는 단어 주머니에 지면, 그렇다고 말하고 해당하는 이유를 댑니다."""
+    ours, bow = table.loc[config.cell, "test_accuracy"], table.loc["bow", "test_accuracy"]
+    if ours > bow:
+        return (f"[판정] {config.cell} 이 단어 주머니를 {100 * (ours - bow):.1f}점 이겼습니다: "
+                "어순이 도움이 됩니다.")
+    reasons = []
+    if len(data.train.labels) < SMALL_TRAIN_SET:
+        reasons.append(f"학습 리뷰가 {len(data.train.labels):,}개뿐이라 순환망이 어순까지 배우기에 적음")
+    if data.truncated_fraction > 0.1:
+        reasons.append(f"리뷰의 {data.truncated_fraction:.0%} 가 앞 {config.max_len} 토큰에서 잘려 "
+                       "결론이 흔히 있는 끝부분을 못 봄")
+    if data.test.kinds is None:  # 실제 리뷰 (절차적 리뷰는 일부러 단어만으로 풀리지 않게 만듦)
+        reasons.append("실제 리뷰는 great·awful 같은 단어만으로 대부분 맞혀 단어 주머니가 강한 기준선")
+    if len(reasons) == 0:
+        reasons.append("학습이 덜 되었음 (--epochs 를 늘려 보세요)")
+    return (f"[판정] {config.cell} ({ours:.3f}) 이 단어 주머니 ({bow:.3f}) 를 이기지 못했습니다. 이유: "
+            + "; ".join(reasons) + ".")
+
+
+# %% 부록(실험) B. 기울기 소실: 학습된 RNN·LSTM·GRU 에 '의견이 맨 앞'인 긴 리뷰
+def vanishing_gradient_study(config: Config, models: dict, itos: list[str], device: torch.device) -> dict:
+    """시점별 기울기 크기. 결론이 맨 앞에 있으니 잘 배운 모델이라면 앞쪽 기울기가 커야 합니다.
+
+    난수를 쓰지 않습니다 (긴 리뷰는 seed 로 정해지는 절차적 리뷰, 모델은 eval 모드).
+    """
+    stoi = {word: index for index, word in enumerate(itos)}
     long_tokens = long_reviews(stoi, config.long_seq_len, config.seed).to(device)  # (64, long_seq_len)
     gradients = {cell: gradient_per_step(models[cell], long_tokens) for cell in ("rnn", "lstm", "gru")}
-    plot_curves({cell: g.tolist() for cell, g in gradients.items()}, out_dir / "vanishing_gradient.png",
-                show=config.show, logy=True, xlabel="input time step t (T = last token)",
-                ylabel="mean ||d logit / d x_t||",
-                title=f"Gradient w.r.t. each step's input embedding (T={config.long_seq_len})")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for cell, gradient in gradients.items():
+        ax.plot(range(1, len(gradient) + 1), gradient.tolist(), label=cell)
+    ax.set_yscale("log")  # 지수적으로 줄어드는 것이 직선으로 보이도록
+    ax.set_xlabel("input time step t (T = last token)")
+    ax.set_ylabel("mean ||d logit / d x_t|| (log scale)")
+    ax.set_title(f"Gradient w.r.t. each step's input embedding (T={config.long_seq_len})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, Path(config.out_dir) / "vanishing_gradient.png", config.show)
     ratios = {cell: (g[0] / g[-1]).item() for cell, g in gradients.items()}
     print("[기울기 소실] 첫 토큰 / 마지막 토큰 기울기 비율: "
           + ", ".join(f"{cell} {ratio:.1e}" for cell, ratio in ratios.items()))
+    return ratios
 
-    # ---- 6. 추론: 어순만 다른 문장들 (--predict 는 같은 일을 best.pt 로) ----
-    if raw.test_kinds is not None:  # 절차적 리뷰의 어휘로 쓴 예문이라 오프라인 데이터에서만
-        for sentence in EXAMPLE_REVIEWS:
-            probability, _ = positive_probability(model, sentence, stoi, config.max_len, device)
-            print(f"[추론] 긍정 확률 {probability:.3f} | {sentence}")
+
+# %% 부록(실험) C. 어순만 다른 문장들 (절차적 리뷰의 어휘로 쓴 예문이라 오프라인 데이터에서만)
+def order_examples(model: nn.Module, itos: list[str], max_len: int, device: torch.device) -> None:
+    stoi = {word: index for index, word in enumerate(itos)}
+    for sentence in EXAMPLE_REVIEWS:
+        probability = positive_probability(model, tokenize(sentence), stoi, max_len, device)
+        print(f"[추론] 긍정 확률 {probability:.3f} | {sentence}")
+
+
+# %% main: 목차(table of contents). 각 줄이 위의 한 절입니다.
+def main(config: Config) -> dict:
+    started = time.perf_counter()
+    device = pick_device(config.device)
+    out_dir = Path(config.out_dir)
+    if config.predict is not None:
+        return predict(config, device)
+    max_batches = 1 if config.smoke else None  # --smoke: 학습 배치 하나, 평가 배치 하나
+    epochs = min(config.epochs, 3) if config.smoke else config.epochs
+
+    # 1. 데이터 (분할은 자기 난수 생성기로: 전역 난수와 무관)
+    data = prepare_data(config)
+    # 2. 모델 (+ 손 RNN 검증, 원-핫 vs 임베딩)
+    print(f"[손 RNN 점화식] nn.RNN 과 최대 차이 {check_rnn_by_hand():.1e} (assert 통과)")
+    model_args = {"vocab_size": len(data.itos), "embed_dim": config.embed_dim,
+                  "hidden_size": config.hidden_size, "cell": config.cell,
+                  "bidirectional": config.bidirectional, "dropout": config.dropout}
+    torch.manual_seed(config.seed)  # 초기 가중치와 학습 중 섞기·드롭아웃은 모두 전역 torch 난수
+    model = build_model(**model_args).to(device)
+    print(f"장치(device): {device} | 데이터: {data.name} | 파라미터: {count_parameters(model):,}개")
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    one_hot_vs_embedding(data.itos, model.embedding, "good", "great")
+
+    # 3. 학습: 어휘·최대 길이는 예측에 필요하므로 체크포인트의 extra 에 함께 저장
+    extra = {"data": data.name, "itos": data.itos, "max_len": config.max_len}
+    history = History(out_dir / "history.csv")
+    state = {"model": model, "optimizer": optimizer}
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
+                                                     history=history, extra=extra)
+    start_epoch, best = resume_or_start(config, checkpoint, state, history=history, best=-math.inf)
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            train_loss = train_one_epoch(model, optimizer, data.train, config.batch_size, config.grad_clip,
+                                         epoch, device, max_batches)
+            val = evaluate(model, data.val, device, max_batches)
+            history.log(epoch=epoch, train_loss=train_loss, val_loss=val["loss"],
+                        val_accuracy=val["accuracy"])
+            if val["accuracy"] > best:  # 검증 정확도, 클수록 좋음 (같으면 먼저 것을 유지)
+                best = val["accuracy"]
+                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+    except KeyboardInterrupt:
+        print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
+        raise SystemExit(130) from None
+    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    test = evaluate(model, data.test, device, max_batches)  # 시험 점수는 언제나 best.pt 로
+
+    # 4·5. 평가와 시각화: best.pt 의 시험 결과를 글과 그림으로
+    report_test(config, data, model, test, history.rows)
+
+    # 부록(실험): run 블록 뒤에, 각자 자기 시드로 (이어하기와 상관없이 같은 숫자)
+    models, table = compare_cells(config, data, model, test, epochs, device, max_batches)
+    ratios = vanishing_gradient_study(config, models, data.itos, device)
+    if data.test.kinds is not None:
+        order_examples(model, data.itos, config.max_len, device)
 
     metrics = {
-        "test_accuracy": final["accuracy"],
-        "test_loss": final["loss"],
-        "best_val_accuracy": best,
-        "bow_test_accuracy": results["bow"]["accuracy"],
-        "gap_over_bow": final["accuracy"] - results["bow"]["accuracy"],
-        "vocab_size": len(itos),
-        "gradient_ratio_first_to_last": ratios,
+        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "best_val_accuracy": best,
+        "bow_test_accuracy": table.loc["bow", "test_accuracy"],
+        "gap_over_bow": test["accuracy"] - table.loc["bow", "test_accuracy"],
+        "vocab_size": len(data.itos), "gradient_ratio_first_to_last": ratios,
         "cells": {cell: {k: float(v) for k, v in row.items()} for cell, row in table.iterrows()},
     }
-    write_run_record(out_dir, script=__file__, config=config, data=raw.name, device=device,
+    write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
                      seconds=time.perf_counter() - started, parameters=count_parameters(model),
                      metrics=metrics, headline="test_accuracy")
     print(f"끝: {time.perf_counter() - started:.0f}초, 결과는 {out_dir}")

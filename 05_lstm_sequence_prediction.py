@@ -27,21 +27,30 @@
     python 05_lstm_sequence_prediction.py --predict NFLX.csv --horizon 5        # 다음 5거래일 예측
     python 05_lstm_sequence_prediction.py --device cuda --hidden-size 128 --num-layers 2 \\
         --dropout 0.2 --epochs 100 --patience 20                # GPU 에서 크게 (측정하지 않음)
-    `--resume` 은 out_dir 의 last.pt 에서 이어 학습합니다. Ctrl+C 는 last.pt 를 남기고 멈춥니다.
+    `--resume` 은 out_dir 의 last.pt(마지막으로 끝난 epoch)에서 이어 학습하고, 끊지 않은 학습과 같은
+    숫자를 냅니다. 다른 설정(예: --window 20 으로 --window 30 학습을 이어 하기)은 다른 점을 나열하며
+    거절합니다 (--epochs 만 바꿀 수 있음). --predict 는 best.pt 하나로 모델·창 길이·스케일러를 모두
+    되살리므로 --hidden-size 등을 다시 줄 필요가 없고, 결과를 prediction.json (last_price, next_price,
+    path, warning)과 forecast.csv·forecast.png 로 씁니다.
 
-기대 결과 (기본 설정 seed 42, 2-core CPU, 측정값)
+기대 결과 (기본 설정 seed 42, 2-core CPU, 이 브랜치의 측정값)
     GOOG 시험 구간(2008-03-04 ~ 2008-10-14, 157일), 종가 단위 달러:
-        LSTM RMSE 14.995 | persistence 15.001 | 이동평균(5일) 20.234
-        skill vs persistence +0.0005: 사실상 같음. 하루 뒤 주가는 '오늘 값'보다 잘 맞힐 수 없고,
-        모델도 그것을 배웁니다 (seed 1, 2: +0.0008, +0.0004). 방향 정확도 51.0% (오른 날 43.3%).
-        5일 앞 재귀 예측 RMSE 29.5 = persistence 29.5.
-    점검 계열(잡음 섞인 계절 신호): LSTM RMSE 0.150 대 persistence 0.398, skill 0.62
-        (seed 1, 2: 0.59, 0.57). 배울 것이 있으면 같은 모델·코드가 크게 이깁니다.
-    다른 설정(측정값, GOOG 시험 RMSE / skill): --target return 15.14 / −0.009, --cell gru 15.02 /
-        −0.001, --cell rnn 14.995 / +0.0004, --no-residual 19.19 / −0.28 (학습 구간 최고가 555달러를
-        넘는 가격에서 무너짐).
+        LSTM RMSE 14.991 | persistence 15.001 | 이동평균(5일) 20.234
+        skill vs persistence +0.0007: 사실상 같음. 하루 뒤 주가는 '오늘 값'보다 잘 맞힐 수 없고,
+        모델도 그것을 배웁니다. 방향 정확도 51.0% (오른 날 43.3%).
+        5일 앞 재귀 예측 RMSE 29.41 ≈ persistence 29.48.
+    점검 계열(잡음 섞인 계절 신호): LSTM RMSE 0.150 대 persistence 0.398, skill 0.62.
+        배울 것이 있으면 같은 모델·코드가 크게 이깁니다.
+    다른 설정(계약 개편 전 측정값, GOOG 시험 RMSE / skill): --target return 15.14 / −0.009, --cell gru
+        15.02 / −0.001, --cell rnn 14.995 / +0.0004, --no-residual 19.19 / −0.28 (학습 구간 최고가
+        555달러를 넘는 가격에서 무너짐).
     시간·메모리: 8.4초, 최대 메모리(RSS) 0.97 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU,
-    GPU 없음, 3회 중앙값).
+    GPU 없음, 3회 중앙값, 개편 전). 개편 뒤에는 여덟 명이 나눠 쓰는 2코어(부하 평균 18)에서 12.3초.
+    --predict: 가격 모델은 학습 구간의 가격 범위(GOOG 100~555달러)만 압니다. 입력 창이 그 밖이면
+        (예: 잔잔한 62달러 주식) 한 줄로 두 범위를 알리고, 창을 학습 평균 가격으로 비례 변환해
+        예측한 뒤 되돌립니다(변화율만 씀). 측정: 잔잔한 62달러 → 한 주 뒤 62.51 (+0.7%); 변환 없이
+        넣으면 같은 모델이 가격 수준을 잘못 읽어 한 주에 −6.2% (개편 전 모델은 +11%).
+        2008-10-14 GOOG 362.71 → 364.94 (범위 안이라 변환 없음).
     --csv 실제 파일(예: Netflix)의 결과와 GPU 결과는 측정하지 않았습니다.
 """
 
@@ -49,6 +58,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -61,26 +71,17 @@ import torch
 from torch import nn
 
 from utils.data.timeseries import load_prices, read_price_csv
-from utils.runtime import (
-    RunConfig,
-    UserError,
-    count_parameters,
-    describe_run,
-    make_out_dir,
-    run,
-    pick_device,
-    set_seed,
-    write_run_record,
-)
+from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, write_run_record
 from utils.synthetic import noisy_seasonal_series
 from utils.training import (
-    EarlyStopping,
     History,
     check_finite,
-    load_checkpoint,
+    epochs_since_best,
+    load_trained_model,
+    make_checkpoint,
     progress,
+    resume_or_start,
     save_checkpoint,
-    save_on_interrupt,
 )
 from utils.visualization import plot_history, save_figure
 
@@ -93,7 +94,7 @@ EVAL_BATCH_SIZE = 1024  # 평가는 기울기를 저장하지 않아 가벼움: 
 
 @dataclass
 class Config(RunConfig):
-    chapter: ClassVar[str] = "05_lstm_sequence_prediction"  # 출력 폴더 outputs/05_lstm_sequence_prediction/, 체크포인트 주인 표시
+    chapter: ClassVar[str] = "05_lstm_sequence_prediction"  # 출력 폴더 outputs/<chapter>/, 체크포인트 주인
     epochs: int = 20  # GOOG 모델의 최대 epoch (조기 종료가 먼저 멈추기도 함)
     batch_size: int = 128  # 창 128개씩; 학습 창 702개라 epoch 당 6걸음 (작은 모델이라 걸음 수가 시간을 정함)
     lr: float = 5e-3  # Adam 학습률; 은닉 32 인 작은 LSTM 은 이 정도에서도 안정적이고 빨리 수렴
@@ -246,6 +247,39 @@ def keep_first_batch(data: WindowedSeries, batch_size: int) -> None:
     """--smoke: 분할마다 앞쪽 창 한 배치만 남깁니다 (학습 한 배치, 평가 한 배치)."""
     data.splits = {name: {key: value[:batch_size] for key, value in split.items()}
                    for name, split in data.splits.items()}
+
+
+def prepare_data(config: Config):
+    """가격 계열 읽기 → 창과 분할 → 무엇을 어떻게 나눴는지 출력. (series, data) 를 돌려줍니다.
+
+    난수를 쓰지 않습니다: 분할은 시간 순서, 창은 슬라이딩이라 언제나 같습니다.
+    """
+    series = load_prices(config.data, config.csv, config.column, config.smoke, minimum_rows(config))
+    data = prepare_series(series.values, window=config.window, target=config.target,
+                          val_fraction=config.val_fraction, test_fraction=config.test_fraction)
+    if config.smoke:
+        keep_first_batch(data, config.batch_size)
+    train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
+    dates = series.dates
+    goal = "다음날 가격" if config.target == "close" else "다음날 로그 수익률"
+    print(f"[1. 데이터] {series.name}: {len(series.values)}일, {dates[0]} ~ {dates[-1]}, 목표 = {goal}")
+    print(f"  분할(시간 순서): 학습 ~{dates[data.train_end - 1]} | 검증 ~{dates[data.val_end - 1]} | "
+          f"시험 ~{dates[-1]};  창 수 {len(train['x'])} / {len(val['x'])} / {len(test['x'])}")
+    first = int(train["index"][0])  # 첫 학습 창의 정답 위치
+    print(f"  창 모양: 입력 {tuple(train['x'].shape)} (K, T), 정답 {tuple(train['y'].shape)} (K,); "
+          f"첫 학습 창 = 위치 {first - config.window}~{first - 1} 의 {config.window}일 → 위치 {first}")
+    print(f"  스케일러(학습 구간만): 평균 {data.scaler.mean:.4f}, 표준편차 {data.scaler.std:.4f}")
+    print(f"  검증 구간의 persistence RMSE = {rmse(val['last_price'], val['true_price']):.3f}: "
+          "val_rmse 가 이보다 작아야 '어제 값 복사'보다 나은 것")
+    return series, data
+
+
+def prediction_extra(config: Config, series, data: WindowedSeries) -> dict:
+    """체크포인트의 extra: 가중치 밖에서 --predict 가 필요한 것 (창 길이, 목표, 스케일러, 학습 가격 범위)."""
+    train_prices = data.prices[: data.train_end]
+    return {"data": series.name, "window": config.window, "target": config.target, "column": series.column,
+            "scaler_mean": data.scaler.mean, "scaler_std": data.scaler.std,
+            "train_range": [float(train_prices.min()), float(train_prices.max())]}
 
 
 def to_price(prediction: torch.Tensor, last_price: torch.Tensor, scaler: Scaler, target: str) -> torch.Tensor:
@@ -409,10 +443,21 @@ class Forecaster(nn.Module):
         return x[:, -1] + change if self.residual else change
 
 
-def build_model(config: Config, target: str) -> Forecaster:
-    # 수익률은 이미 '변화량'이라 residual 을 더하면 '내일 수익률 = 오늘 수익률 + …' 이 되어 맞지 않음
-    return Forecaster(config.cell, config.hidden_size, config.num_layers, config.dropout,
-                      residual=config.residual and target == "close")
+def build_model(cell: str, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                residual: bool = True) -> Forecaster:
+    """체크포인트의 model_args 만으로 --resume·--predict 가 같은 모델을 다시 만듭니다.
+
+    창 길이(window)는 모델의 모양을 바꾸지 않습니다(같은 가중치를 시점마다 다시 씀): 그래서 model_args
+    가 아니라 설정(config)과 extra 에 있고, --resume 은 다른 --window 를 거절합니다.
+    """
+    return Forecaster(cell, hidden_size, num_layers, dropout, residual)
+
+
+def forecaster_args(config: Config, target: str) -> dict:
+    """설정 → model_args. 수익률은 이미 '변화량'이라 residual 을 더하면 '내일 수익률 = 오늘 수익률 + …'
+    이 되어 맞지 않으므로 가격(close) 목표에서만 residual 을 씁니다."""
+    return {"cell": config.cell, "hidden_size": config.hidden_size, "num_layers": config.num_layers,
+            "dropout": config.dropout, "residual": config.residual and target == "close"}
 
 
 # %% [markdown]
@@ -423,13 +468,13 @@ def build_model(config: Config, target: str) -> Forecaster:
 
 # %%
 def train_one_epoch(model, optimizer, x, y, batch_size: int, epoch: int, device,
-                    max_batches: int | None = None) -> float:
+                    max_batches: int | None = None, desc: str | None = None) -> float:
     """창 (K, T), 정답 (K,) 으로 한 epoch. 평균 학습 손실(MSE, 표준화 단위)을 돌려줍니다."""
     model.train()
     order = torch.randperm(len(x))  # 전역 난수 생성기: 이어하기 때 체크포인트가 상태를 되돌림
     batches = list(order.split(batch_size))[:max_batches]
     total, count = torch.zeros((), device=device), 0
-    for step, rows in enumerate(progress(batches, desc=f"epoch {epoch}"), start=1):
+    for step, rows in enumerate(progress(batches, desc=desc or f"epoch {epoch}"), start=1):
         inputs, targets = x[rows].to(device), y[rows].to(device)
         optimizer.zero_grad()
         loss = nn.functional.mse_loss(model(inputs), targets)
@@ -641,7 +686,142 @@ def plot_multistep(dates, prices, multistep: dict, horizon: int, path: Path, sho
 
 
 # %% [markdown]
-# # 4-3. 점검 계열 — 배울 것이 있으면 LSTM 은 배웁니다
+# # 6. 추론 — 아무 CSV 의 마지막 창으로 다음 N일
+
+# %%
+def scale_free_window(prices: np.ndarray, window: int, target: str, scaler: Scaler,
+                      train_range: list[float]) -> tuple[torch.Tensor, float, str | None]:
+    """예측에 넣을 마지막 창 (1, T), 비례 변환 배율, 경고(없으면 None).
+
+    가격(close) 모델은 학습 구간에서 본 가격 수준만 압니다(입력이 표준화된 가격). 수백 달러 GOOG 로
+    학습한 모델에 62달러 주식을 그대로 넣으면 '학습 범위 밖의 낮은 가격'으로 읽혀 엉뚱하게 오릅니다.
+    그래서 입력 창이 학습 구간의 가격 범위를 벗어나면 창 전체에 같은 배율을 곱해 학습 평균 가격으로
+    옮긴 뒤 예측하고, 같은 배율로 나눠 되돌립니다. 예측은 '변화율'만 옮겨 오므로 가격 단위와
+    무관합니다(scale-free). 로그 수익률 모델은 원래 단위가 없어 그대로 씁니다.
+    """
+    if target == "return":
+        values = np.diff(np.log(prices))[-window:]  # 창 = 마지막 window 개의 로그 수익률
+        return torch.tensor(scaler.transform(values), dtype=torch.float32)[None], 1.0, None
+    recent = prices[-window:]
+    low, high = train_range
+    if low <= recent.min() and recent.max() <= high:
+        return torch.tensor(scaler.transform(recent), dtype=torch.float32)[None], 1.0, None
+    factor = scaler.mean / recent[-1]  # 마지막 날 가격 → 학습 평균 가격
+    warning = (f"입력 창의 가격 {recent.min():.2f}~{recent.max():.2f} 가 학습 구간 가격 {low:.2f}~{high:.2f} "
+               f"밖이라, 창을 학습 평균 {scaler.mean:.2f} 수준으로 비례 변환해 예측하고 되돌렸습니다 "
+               "(변화율만 씀).")
+    return torch.tensor(scaler.transform(recent * factor), dtype=torch.float32)[None], factor, warning
+
+
+def predict(config: Config, device) -> dict:
+    """`--predict prices.csv`: best.pt 하나로 다음 horizon 거래일 (모델 설정·창 길이·스케일러가 그 안에)."""
+    out_dir = Path(config.out_dir)
+    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)  # 먼저 모델
+    extra = checkpoint["extra"]
+    window, target = int(extra["window"]), str(extra["target"])
+    scaler = Scaler(float(extra["scaler_mean"]), float(extra["scaler_std"]))
+    series = read_price_csv(config.predict, config.column, min_rows=window + (target == "return"))
+    prices = series.values
+    if target == "return" and (prices <= 0).any():
+        raise UserError(f"{config.predict}: 로그 수익률 모델은 0 이하의 가격을 다룰 수 없습니다.")
+    last_window, factor, warning = scale_free_window(prices, window, target, scaler, extra["train_range"])
+    path = forecast_recursive(model, last_window, config.horizon, device)  # (1, N) 표준화 단위
+    forecast = path_to_prices(path, torch.tensor([prices[-1] * factor]), scaler, target)[0].numpy() / factor
+    # 다음 거래일: 주말만 건너뜀 (공휴일은 모름)
+    dates = np.busday_offset(series.dates[-1], np.arange(1, config.horizon + 1), roll="forward")
+
+    print(f"{series.name}: 마지막 날 {series.dates[-1]} 값 {prices[-1]:.2f} "
+          f"→ 다음 {config.horizon}거래일 예측")
+    for day, value in zip(dates, forecast):
+        print(f"  {day}  {value:10.2f}")
+    if warning:
+        print(f"경고: {warning}")
+    result = {"source": series.name, "last_date": str(series.dates[-1]), "last_price": float(prices[-1]),
+              "next_price": float(forecast[0]), "path": [float(v) for v in forecast],
+              "dates": [str(day) for day in dates], "warning": warning}
+    (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
+                                             encoding="utf-8")
+    with (out_dir / "forecast.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["date", f"predicted_{series.column}"])
+        writer.writerows([str(day), f"{value:.4f}"] for day, value in zip(dates, forecast))
+    history_days = min(len(prices), 4 * window)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.plot(series.dates[-history_days:], prices[-history_days:], color="black", lw=1, label="history")
+    ax.plot(np.r_[series.dates[-1:], dates], np.r_[prices[-1:], forecast], color="tab:red", marker="o",
+            lw=1, label=f"{config.horizon}-day forecast")
+    ax.set_title(f"{series.name}: next {config.horizon} trading days (recursive)")
+    ax.set_xlabel("date")
+    ax.set_ylabel(f"{series.column} (price units)")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, out_dir / "forecast.png", config.show)
+    print(f"저장: {out_dir / 'prediction.json'}, {out_dir / 'forecast.csv'}, {out_dir / 'forecast.png'}")
+    print("주의: 하루 앞 주가 예측은 persistence 와 거의 같습니다. 투자 판단에 쓰지 마세요.")
+    return result
+
+
+# %% [markdown]
+# # 부록(실험) A. 기준선 옆에 — persistence, 이동평균, 모든 지표와 기술 점수
+
+# %%
+def baseline_study(config: Config, series, data: WindowedSeries, test_result: dict) -> dict:
+    """시험 구간에서 모델을 기준선 옆에 놓고 지표 표·판정·그림 세 장. 난수를 쓰지 않습니다."""
+    out_dir, test, dates, name = Path(config.out_dir), data.splits["test"], series.dates, config.cell.upper()
+    predictions = {name: test_result["price"], **baseline_predictions(data, test, config.ma_window)}
+    table = {k: forecast_metrics(v, test["true_price"], test["last_price"]) for k, v in predictions.items()}
+    persistence, moving_average = table["persistence"], table[f"moving average ({config.ma_window}d)"]
+    model_skill = skill(table[name]["rmse"], persistence["rmse"])
+    up_days = 100 * (test["true_price"] > test["last_price"]).double().mean().item()
+    print_metric_table(table, f"[4. 평가] 시험 구간 {dates[int(test['index'][0])]} ~ "
+                              f"{dates[int(test['index'][-1])]} ({len(test['x'])}일), 단위: {series.column}")
+    print(f"  skill vs persistence: {model_skill:+.4f} (이동평균 "
+          f"{skill(moving_average['rmse'], persistence['rmse']):+.4f}); "
+          f"오른 날 비율 {up_days:.1f}% (방향 정확도의 '늘 오른다' 기준)")
+    print("  " + verdict(name, model_skill))
+    if config.target == "close":
+        print("  가격 그래프에서 예측이 실제를 거의 덮는 것처럼 보여도, 예측은 하루 밀린 어제 가격에 "
+              "가깝습니다 (test_predictions.png 의 확대 그림). --target return 으로 변화 자체를 보세요.")
+    test_dates = dates[test["index"].numpy()]
+    plot_series_split(dates, data, f"{series.name}: chronological split", out_dir / "series_split.png",
+                      config.show)
+    plot_test_predictions(test_dates, test["true_price"].numpy(),
+                          {k: v.numpy() for k, v in predictions.items()},
+                          f"test part: skill vs persistence = {model_skill:+.3f}",
+                          out_dir / "test_predictions.png", config.show)
+    plot_residuals(test_dates, {name: (test_result["price"] - test["true_price"]).numpy(),
+                                "persistence": (test["last_price"] - test["true_price"]).numpy()},
+                   out_dir / "residuals.png", config.show)
+    return {
+        "test_rmse": table[name]["rmse"], "test_mae": table[name]["mae"], "test_mape": table[name]["mape"],
+        "test_direction_accuracy": table[name]["direction"], "skill_vs_persistence": model_skill,
+        "persistence_rmse": persistence["rmse"], "persistence_mae": persistence["mae"],
+        "persistence_mape": persistence["mape"],
+        "moving_average_rmse": moving_average["rmse"], "moving_average_mae": moving_average["mae"],
+        "moving_average_mape": moving_average["mape"],
+        "moving_average_direction_accuracy": moving_average["direction"], "test_up_day_fraction": up_days,
+    }
+
+
+# %% [markdown]
+# # 부록(실험) B. 여러 날 앞 — 재귀 예측의 오차가 벌어지는 모습
+
+# %%
+def multistep_study(config: Config, model, series, data: WindowedSeries, device) -> dict:
+    """시험 구간의 각 시작점에서 --horizon 일 앞까지 재귀 예측. 난수를 쓰지 않습니다 (eval 모드)."""
+    multistep = evaluate_multistep(model, data, config.horizon, device)
+    print(f"[4-2. 여러 날 앞] 재귀 예측 RMSE (1~{config.horizon}일 앞): "
+          + " ".join(f"{v:.2f}" for v in multistep["model_rmse"])
+          + "  | persistence: " + " ".join(f"{v:.2f}" for v in multistep["persistence_rmse"]))
+    plot_multistep(series.dates, data.prices, multistep, config.horizon,
+                   Path(config.out_dir) / "multistep.png", config.show)
+    return {"multistep_rmse": multistep["model_rmse"],
+            "multistep_persistence_rmse": multistep["persistence_rmse"]}
+
+
+# %% [markdown]
+# # 부록(실험) C. 점검 계열 — 배울 것이 있으면 LSTM 은 배웁니다
 #
 # GOOG 에서 persistence 를 못 이긴 것이 모델이 고장 나서인지, 맞힐 것이 없어서인지 가려야
 # 합니다. 주기가 있는 잡음 섞인 신호에서는 창 안의 주기를 알아채면 내일을 맞힐 수 있으므로,
@@ -654,23 +834,27 @@ def fit_quietly(model, optimizer, data: WindowedSeries, epochs: int, batch_size:
     best_rmse, best_state, best_epoch = math.inf, None, 0
     train, val = data.splits["train"], data.splits["val"]
     for epoch in range(1, epochs + 1):
-        train_one_epoch(model, optimizer, train["x"], train["y"], batch_size, epoch, device, max_batches)
+        train_one_epoch(model, optimizer, train["x"], train["y"], batch_size, epoch, device, max_batches,
+                        desc=f"sanity epoch {epoch}")
         val_rmse = evaluate(model, val, data, device)["rmse"]
-        if val_rmse < best_rmse:
+        if val_rmse < best_rmse:  # run 블록과 같은 규칙: 더 작아야(<) 바꿈
             best_rmse, best_state, best_epoch = val_rmse, copy.deepcopy(model.state_dict()), epoch
     model.load_state_dict(best_state)
     return best_epoch
 
 
-def run_sanity_check(config: Config, device, max_batches: int | None, out_dir: Path) -> dict:
-    """점검 계열에서 같은 모델을 학습하고 시험 구간의 RMSE 를 persistence 와 비교합니다."""
-    set_seed(config.seed + SANITY_SEED_OFFSET)
+def run_sanity_check(config: Config, device, max_batches: int | None) -> dict:
+    """점검 계열에서 같은 모델을 학습하고 시험 구간의 RMSE 를 persistence 와 비교합니다.
+
+    자기 시드(seed + SANITY_SEED_OFFSET)로 시작하므로 앞에서 무엇을 했든(이어하기 포함) 같은 숫자.
+    """
+    torch.manual_seed(config.seed + SANITY_SEED_OFFSET)
     values = noisy_seasonal_series(config.sanity_length, seed=config.seed)
     data = prepare_series(values, window=config.window, target="close",  # 0 근처를 지나는 신호라 가격 목표로
                           val_fraction=config.val_fraction, test_fraction=config.test_fraction)
     if config.smoke:
         keep_first_batch(data, config.batch_size)
-    model = build_model(config, "close").to(device)
+    model = build_model(**forecaster_args(config, "close")).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     epochs = 1 if config.smoke else config.sanity_epochs
     best_epoch = fit_quietly(model, optimizer, data, epochs, config.batch_size, device, max_batches)
@@ -688,206 +872,77 @@ def run_sanity_check(config: Config, device, max_batches: int | None, out_dir: P
     curves = {config.cell.upper(): prediction.numpy(), "persistence": test["last_price"].numpy()}
     plot_test_predictions(days[index], test["true_price"].numpy(), curves,
                           f"sanity series (noisy seasonal): skill vs persistence = {sanity_skill:.2f}",
-                          out_dir / "sanity_predictions.png", show=config.show)
+                          Path(config.out_dir) / "sanity_predictions.png", show=config.show)
     return {"sanity_rmse": model_m["rmse"], "sanity_persistence_rmse": persistence_m["rmse"],
             "sanity_skill": sanity_skill}
 
 
 # %% [markdown]
-# # 6. 추론 — 아무 CSV 의 마지막 창으로 다음 N일
-
-# %%
-def predict(config: Config, device, out_dir: Path) -> dict:
-    """`--predict prices.csv`: best.pt 와 그 안에 저장한 스케일러로 다음 horizon 거래일을 예측."""
-    checkpoint = out_dir / "best.pt"
-    if not checkpoint.exists():
-        raise UserError(f"{checkpoint} 가 없습니다. 먼저 --predict 없이 학습해 best.pt 를 만드세요 "
-                        "(같은 --out-dir).")
-    # 창 길이·목표·스케일러는 학습 때의 값(체크포인트)을 씁니다. 가중치 모양은 --cell,
-    # --hidden-size, --num-layers 로 정해지므로 학습 때와 같아야 합니다.
-    model = Forecaster(config.cell, config.hidden_size, config.num_layers, config.dropout, residual=False)
-    extra = load_checkpoint(checkpoint, model=model, device=device, restore_rng=False)["extra"]
-    model = model.to(device)
-    model.residual = bool(extra["residual"])  # forward 의 방식도 학습 때 그대로
-    window, target = int(extra["window"]), str(extra["target"])
-    scaler = Scaler(float(extra["scaler_mean"]), float(extra["scaler_std"]))
-
-    series = read_price_csv(config.predict, config.column, min_rows=window + (target == "return"))
-    prices = series.values
-    values = np.diff(np.log(prices)) if target == "return" else prices
-    if target == "return" and (prices <= 0).any():
-        raise UserError("로그 수익률 모델은 0 이하의 가격을 다룰 수 없습니다.")
-    last_window = torch.tensor(scaler.transform(values[-window:]), dtype=torch.float32)[None]  # (1, T)
-    path = forecast_recursive(model, last_window, config.horizon, device)  # (1, N)
-    forecast = path_to_prices(path, torch.tensor([prices[-1]]), scaler, target)[0].numpy()
-    # 다음 거래일: 주말만 건너뜀 (공휴일은 모름)
-    dates = np.busday_offset(series.dates[-1], np.arange(1, config.horizon + 1), roll="forward")
-
-    print(f"{series.name}: 마지막 날 {series.dates[-1]} 값 {prices[-1]:.2f} "
-          f"→ 다음 {config.horizon}거래일 예측")
-    for day, value in zip(dates, forecast):
-        print(f"  {day}  {value:10.2f}")
-    with (out_dir / "forecast.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["date", f"predicted_{series.column}"])
-        writer.writerows([str(day), f"{value:.4f}"] for day, value in zip(dates, forecast))
-    history_days = min(len(prices), 4 * window)
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    ax.plot(series.dates[-history_days:], prices[-history_days:], color="black", lw=1, label="history")
-    ax.plot(np.r_[series.dates[-1:], dates], np.r_[prices[-1:], forecast], color="tab:red", marker="o",
-            lw=1, label=f"{config.horizon}-day forecast")
-    ax.set_title(f"{series.name}: next {config.horizon} trading days (recursive)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(fig, out_dir / "forecast.png", config.show)
-    print(f"저장: {out_dir / 'forecast.csv'}, {out_dir / 'forecast.png'}")
-    print("주의: 하루 앞 주가 예측은 persistence 와 거의 같습니다. 투자 판단에 쓰지 마세요.")
-    return {f"day_{k + 1}": float(value) for k, value in enumerate(forecast)}
-
-
-# %% [markdown]
-# # 전체 흐름
+# # main — 목차(table of contents). 각 줄이 위의 한 절입니다.
 
 # %%
 def main(config: Config) -> dict:
     started = time.perf_counter()
     device = pick_device(config.device)
-    set_seed(config.seed)
-    out_dir = make_out_dir(config, __file__)
+    out_dir = Path(config.out_dir)
     if config.predict:
-        return predict(config, device, out_dir)
+        return predict(config, device)
     max_batches = 1 if config.smoke else None  # --smoke: 학습·평가 모두 배치 하나
-    epochs = 1 if config.smoke else config.epochs
+    epochs = min(config.epochs, 3) if config.smoke else config.epochs
 
-    # 1. 데이터 ------------------------------------------------------------------------------
-    series = load_prices(config.data, config.csv, config.column, config.smoke, minimum_rows(config))
-    data = prepare_series(series.values, window=config.window, target=config.target,
-                          val_fraction=config.val_fraction, test_fraction=config.test_fraction)
-    if config.smoke:
-        keep_first_batch(data, config.batch_size)
+    # 1. 데이터 (시간 순서 분할, 학습 구간에만 맞춘 스케일러)
+    series, data = prepare_data(config)
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
-    dates = series.dates
-    goal = "다음날 가격" if config.target == "close" else "다음날 로그 수익률"
-    print(f"[1. 데이터] {series.name}: {len(series.values)}일, {dates[0]} ~ {dates[-1]}, 목표 = {goal}")
-    print(f"  분할(시간 순서): 학습 ~{dates[data.train_end - 1]} | 검증 ~{dates[data.val_end - 1]} | "
-          f"시험 ~{dates[-1]};  창 수 {len(train['x'])} / {len(val['x'])} / {len(test['x'])}")
-    first = int(train["index"][0])  # 첫 학습 창의 정답 위치
-    print(f"  창 모양: 입력 {tuple(train['x'].shape)} (K, T), 정답 {tuple(train['y'].shape)} (K,); "
-          f"첫 학습 창 = 위치 {first - config.window}~{first - 1} 의 {config.window}일 → 위치 {first}")
-    print(f"  스케일러(학습 구간만): 평균 {data.scaler.mean:.4f}, 표준편차 {data.scaler.std:.4f}")
-
-    # 2. 모델 --------------------------------------------------------------------------------
-    difference = check_scratch_cells()
-    print(f"[2. 모델] 직접 만든 LSTM 셀 == nn.LSTM (최대 차이 {difference:.1e}), 직접 만든 GRU 셀 == nn.GRU")
-    cell_sizes = {name: count_parameters(nn.Sequential(cls(1, config.hidden_size)))
-                  for name, cls in (("LSTM", nn.LSTM), ("GRU", nn.GRU), ("RNN", nn.RNN))}
-    print(f"  H={config.hidden_size} 한 층의 파라미터: "
-          + ", ".join(f"{name} {size:,}" for name, size in cell_sizes.items()) + " (게이트 4 : 3 : 0)")
-    model = build_model(config, config.target).to(device)
-    describe_run(device, model, series.name)
+    # 2. 모델 (직접 만든 셀 == 라이브러리 셀)
+    print(f"[2. 모델] 직접 만든 LSTM·GRU 셀 == nn.LSTM·nn.GRU (최대 차이 {check_scratch_cells():.1e})")
+    model_args = forecaster_args(config, config.target)
+    torch.manual_seed(config.seed)  # 초기 가중치와 학습 중 창 섞기는 모두 전역 torch 난수
+    model = build_model(**model_args).to(device)
+    print(f"  장치(device): {device} | 파라미터: {count_parameters(model):,}개 ({config.cell})")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    stopper = EarlyStopping(config.patience, mode="min")
 
-    # 3. 학습 --------------------------------------------------------------------------------
-    val_persistence = rmse(val["last_price"], val["true_price"])
-    print(f"[3. 학습] 검증 구간의 persistence RMSE = {val_persistence:.3f}: val_rmse 가 이보다 작아야 "
-          "'어제 값 복사'보다 나은 것")
-    history = History(out_dir / "history.csv", resume=config.resume)
-    start_epoch, best = 1, math.inf  # best = 가장 작은 검증 RMSE
-    extra = {"scaler_mean": data.scaler.mean, "scaler_std": data.scaler.std, "window": config.window,
-             "target": config.target, "residual": model.residual, "column": series.column,
-             "data": series.name}
-    if config.resume:
-        state = load_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer, device=device)
-        start_epoch, best = state["epoch"] + 1, state["best_metric"]
-        stopper.load_state_dict(state["extra"]["early_stopping"])
-        history.truncate(state["epoch"])
-    completed = start_epoch - 1  # 끝까지 마치고 last.pt 에 저장한 마지막 epoch
-    save_last = lambda: save_checkpoint(out_dir / "last.pt", model=model, optimizer=optimizer,
-                                        epoch=completed, best_metric=best,
-                                        extra={**extra, "early_stopping": stopper.state_dict()})
-    # Ctrl+C: 끝난 epoch 의 last.pt 가 있으면 그대로 둡니다 (--resume 이 끊지 않은 학습과 같게 이어짐).
-    on_interrupt = lambda: None if completed > 0 else save_last()
-    with save_on_interrupt(on_interrupt, out_dir):
+    # 3. 학습 (검증 RMSE 가 작을수록 좋음; 창 길이·스케일러는 예측에 필요해 extra 에 저장)
+    extra = prediction_extra(config, series, data)
+    history = History(out_dir / "history.csv")
+    state = {"model": model, "optimizer": optimizer}
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
+                                                     history=history, extra=extra)
+    start_epoch, best = resume_or_start(config, checkpoint, state, history=history, best=math.inf)
+    try:
         for epoch in range(start_epoch, epochs + 1):
-            if stopper.should_stop:
+            if epochs_since_best(history.rows, "val_rmse", "min") >= config.patience:  # 기록으로 판단
+                print(f"  조기 종료(early stopping): 검증 RMSE 가 {config.patience} epoch 동안 나아지지 않음")
                 break
-            train_loss = train_one_epoch(model, optimizer, train["x"], train["y"], config.batch_size,
-                                         epoch, device, max_batches)
+            train_loss = train_one_epoch(model, optimizer, train["x"], train["y"], config.batch_size, epoch,
+                                         device, max_batches)
             val_result = evaluate(model, val, data, device)
             history.log(epoch=epoch, train_loss=train_loss, val_loss=val_result["loss"],
                         val_rmse=val_result["rmse"])
-            if stopper.step(val_result["rmse"]):
+            if val_result["rmse"] < best:  # 검증 RMSE, 작을수록 좋음 (같으면 먼저 것을 유지)
                 best = val_result["rmse"]
-                save_checkpoint(out_dir / "best.pt", model=model, optimizer=optimizer, epoch=epoch,
-                                best_metric=best, extra=extra)
-            completed = epoch
-            save_last()
-        if stopper.should_stop:
-            print(f"  조기 종료(early stopping): 검증 RMSE 가 {config.patience} epoch 동안 나아지지 않음")
-    load_checkpoint(out_dir / "best.pt", model=model, device=device, restore_rng=False)
+                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+    except KeyboardInterrupt:
+        print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
+        raise SystemExit(130) from None
+    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    test_result = evaluate(model, test, data, device)  # 시험 점수는 언제나 best.pt 로
+
+    # 4·5. 평가와 시각화
     plot_history(history.rows, out_dir / "history.png", show=config.show,
                  title=f"{config.cell.upper()} on {series.column}: training history")
+    # 부록(실험): run 블록 뒤에, 각자 난수 없이 또는 자기 시드로 (이어하기와 상관없이 같은 숫자)
+    metrics = baseline_study(config, series, data, test_result)
+    metrics["best_val_rmse"] = best
+    metrics.update(multistep_study(config, model, series, data, device))
+    metrics.update(run_sanity_check(config, device, max_batches))
 
-    # 4. 평가 --------------------------------------------------------------------------------
-    test_result = evaluate(model, test, data, device)
-    name = config.cell.upper()
-    baselines = baseline_predictions(data, test, config.ma_window)
-    predictions = {name: test_result["price"], **baselines}
-    table = {k: forecast_metrics(v, test["true_price"], test["last_price"]) for k, v in predictions.items()}
-    persistence = table["persistence"]
-    model_skill = skill(table[name]["rmse"], persistence["rmse"])
-    moving_average = table[f"moving average ({config.ma_window}d)"]
-    up_days = 100 * (test["true_price"] > test["last_price"]).double().mean().item()
-    print_metric_table(table, f"[4. 평가] 시험 구간 {dates[int(test['index'][0])]} ~ "
-                              f"{dates[int(test['index'][-1])]} ({len(test['x'])}일), 단위: {series.column}")
-    moving_average_skill = skill(moving_average["rmse"], persistence["rmse"])
-    print(f"  skill vs persistence: {model_skill:+.4f} (이동평균 {moving_average_skill:+.4f}); "
-          f"오른 날 비율 {up_days:.1f}% (방향 정확도의 '늘 오른다' 기준)")
-    print("  " + verdict(name, model_skill))
-    if config.target == "close":
-        print("  가격 그래프에서 예측이 실제를 거의 덮는 것처럼 보여도, 예측은 하루 밀린 어제 가격에 "
-              "가깝습니다 (test_predictions.png 의 확대 그림). --target return 으로 변화 자체를 보세요.")
-
-    multistep = evaluate_multistep(model, data, config.horizon, device)
-    print(f"[4-2. 여러 날 앞] 재귀 예측 RMSE (1~{config.horizon}일 앞): "
-          + " ".join(f"{v:.2f}" for v in multistep["model_rmse"])
-          + "  | persistence: " + " ".join(f"{v:.2f}" for v in multistep["persistence_rmse"]))
-
-    sanity = run_sanity_check(config, device, max_batches, out_dir)
-
-    # 5. 시각화 ------------------------------------------------------------------------------
-    test_dates = dates[test["index"].numpy()]
-    plot_series_split(dates, data, f"{series.name}: chronological split", out_dir / "series_split.png",
-                      config.show)
-    plot_test_predictions(test_dates, test["true_price"].numpy(),
-                          {k: v.numpy() for k, v in predictions.items()},
-                          f"test part: skill vs persistence = {model_skill:+.3f}",
-                          out_dir / "test_predictions.png", config.show)
-    plot_residuals(test_dates, {name: (test_result["price"] - test["true_price"]).numpy(),
-                                "persistence": (test["last_price"] - test["true_price"]).numpy()},
-                   out_dir / "residuals.png", config.show)
-    plot_multistep(dates, data.prices, multistep, config.horizon, out_dir / "multistep.png", config.show)
-
-    metrics = {
-        "test_rmse": table[name]["rmse"], "test_mae": table[name]["mae"], "test_mape": table[name]["mape"],
-        "test_direction_accuracy": table[name]["direction"], "skill_vs_persistence": model_skill,
-        "persistence_rmse": persistence["rmse"], "persistence_mae": persistence["mae"],
-        "persistence_mape": persistence["mape"],
-        "moving_average_rmse": moving_average["rmse"], "moving_average_mae": moving_average["mae"],
-        "moving_average_mape": moving_average["mape"],
-        "moving_average_direction_accuracy": moving_average["direction"],
-        "test_up_day_fraction": up_days, "best_val_rmse": best,
-        "multistep_rmse": multistep["model_rmse"],
-        "multistep_persistence_rmse": multistep["persistence_rmse"],
-        **sanity,
-    }
     seconds = time.perf_counter() - started
-    write_run_record(out_dir, script=__file__, config=config, data=series.name, device=device,
+    write_run_record(out_dir, script=config.chapter + ".py", config=config, data=series.name, device=device,
                      seconds=seconds, parameters=count_parameters(model), metrics=metrics,
                      headline="test_rmse")
-    print(f"끝: 시험 RMSE {metrics['test_rmse']:.3f} (persistence {persistence['rmse']:.3f}), "
-          f"점검 계열 skill {sanity['sanity_skill']:.2f}, {seconds:.1f}초. 결과: {out_dir}")
+    print(f"끝: 시험 RMSE {metrics['test_rmse']:.3f} (persistence {metrics['persistence_rmse']:.3f}), "
+          f"점검 계열 skill {metrics['sanity_skill']:.2f}, {seconds:.1f}초. 결과: {out_dir}")
     return metrics
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 import torch
 import torch.nn as nn
 from conftest import ROOT, load_chapter, run_script
 
-from utils.data.text import load_imdb, read_imdb_folder
+from utils.data.text import find_other_layouts, load_imdb, read_imdb_folder
 from utils.runtime import UserError
 from utils.synthetic import (
     REVIEW_CONTRASTS,
@@ -28,11 +29,15 @@ def mod():
 
 @pytest.fixture(scope="module")
 def trained_dir(mod, tmp_path_factory):
-    """--smoke 로 한 번 학습해 best.pt·vocab.json 이 있는 폴더 (추론 테스트용)."""
+    """--smoke 로 한 번 학습한 폴더. 모델 플래그를 기본값과 다르게 주어, --predict 가 플래그를
+    되풀이하지 않고 best.pt 만으로 모델을 다시 만드는지 볼 수 있게 합니다."""
     out_dir = tmp_path_factory.mktemp("ch04_smoke")
-    metrics = mod.main(mod.Config(smoke=True, data="offline", device="cpu", out_dir=str(out_dir),
-                                  long_seq_len=20))
+    metrics = mod.main(mod.Config(**SMOKE, out_dir=str(out_dir)))
     return out_dir, metrics
+
+
+SMOKE = dict(smoke=True, data="offline", device="cpu", long_seq_len=20, cell="gru", hidden_size=12,
+             embed_dim=8, bidirectional=True)
 
 
 # ---- 1. 토큰화와 어휘 ----
@@ -80,7 +85,7 @@ def test_rnn_by_hand_matches_nn_rnn(mod, batch, steps, embed, hidden):
 def test_packed_batch_equals_each_sequence_alone(mod, cell, bidirectional):
     torch.manual_seed(0)
     config = mod.Config(embed_dim=8, hidden_size=6, bidirectional=bidirectional)
-    model = mod.build_model(cell, 20, config).eval()
+    model = mod.build_model(20, config.embed_dim, config.hidden_size, cell, bidirectional).eval()
     sequences = [[3, 4, 5, 6, 7, 8], [9, 2], [4, 4, 4, 11]]
     tokens, lengths = mod.pad_sequences(sequences)
     with torch.no_grad():
@@ -115,9 +120,8 @@ def test_embedding_lookup_equals_one_hot_matmul(mod, capsys):
 
 def test_gradient_per_step_shape_and_rnn_vanishing(mod):
     torch.manual_seed(0)
-    config = mod.Config(embed_dim=8, hidden_size=16)
     tokens = torch.randint(2, 30, (4, 40))
-    norms = {cell: mod.gradient_per_step(mod.build_model(cell, 30, config), tokens)
+    norms = {cell: mod.gradient_per_step(mod.build_model(30, 8, 16, cell), tokens)
              for cell in ("rnn", "lstm")}
     assert norms["rnn"].shape == (40,) and (norms["rnn"] >= 0).all()
     # 바닐라 RNN: 먼 과거 입력의 기울기가 마지막 입력보다 훨씬 작음
@@ -160,14 +164,16 @@ def short_runs(mod):
     stoi = {w: i for i, w in enumerate(itos)}
     train = mod.encode_split(train_raw[0], train_raw[1], stoi, config.max_len)
     test = mod.encode_split(test_raw[0], test_raw[1], stoi, config.max_len, test_raw[2])
-    results = {}
+    results = {"stoi": stoi}
     for cell, lr in (("gru", config.lr), ("bow", config.bow_lr)):
         torch.manual_seed(0)
-        model = mod.build_model(cell, len(itos), config)
+        model = mod.build_model(len(itos), config.embed_dim, config.hidden_size, cell)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         for epoch in range(1, 5):
-            mod.train_one_epoch(model, optimizer, train, config, epoch, torch.device("cpu"), None)
+            mod.train_one_epoch(model, optimizer, train, config.batch_size, config.grad_clip, epoch,
+                                torch.device("cpu"))
         results[cell] = mod.evaluate(model, test, torch.device("cpu"))
+        results[cell]["model"] = model
     return results
 
 
@@ -184,41 +190,104 @@ def test_order_aware_model_beats_bag_of_words(short_runs):
     assert bow["accuracy"] < 0.72
 
 
+@pytest.mark.slow
+def test_trained_model_reads_negation_and_contrast_order(mod, short_runs):
+    """같은 단어, 다른 순서: 학습된 GRU 는 부정과 대조 접속사 뒤의 절을 따라야 합니다."""
+    gru, stoi = short_runs["gru"]["model"], short_runs["stoi"]
+    probability = {text: mod.positive_probability(gru, mod.tokenize(text), stoi, 200, torch.device("cpu"))
+                   for text in mod.EXAMPLE_REVIEWS}
+    good, not_good, bad_but_great, great_but_bad = (probability[t] for t in mod.EXAMPLE_REVIEWS)
+    assert good > 0.9 and not_good < 0.1, probability
+    assert bad_but_great > 0.9 and great_but_bad < 0.1, probability
+
+
 # ---- 5. 실행 전체: smoke, 추론, 재현성 ----
 def test_smoke_run_writes_everything(trained_dir):
     out_dir, metrics = trained_dir
-    for name in ("metrics.json", "history.csv", "last.pt", "best.pt", "vocab.json", "cells.csv",
-                 "vanishing_gradient.png", "confusion_matrix.png", "cells.png"):
+    for name in ("metrics.json", "history.csv", "last.pt", "best.pt", "cells.csv",
+                 "vanishing_gradient.png", "confusion_matrix.png", "cells.png", "history.png"):
         assert (out_dir / name).is_file(), name
     record = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     assert record["headline"]["name"] == "test_accuracy"
     assert set(record["metrics"]["cells"]) == {"bow", "rnn", "lstm", "gru"}
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0
     assert "procedural" in record["data"]
 
 
+def test_best_pt_is_the_first_best_epoch_and_gives_the_test_score(mod, trained_dir):
+    """best.pt = 검증 정확도가 처음으로 최고였던 epoch (같으면 바꾸지 않음), 시험 점수는 그 가중치로."""
+    out_dir, metrics = trained_dir
+    config = mod.Config(**SMOKE, out_dir=str(out_dir))
+    model, checkpoint = mod.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu", "test")
+    history = torch.load(out_dir / "last.pt", weights_only=True)["history"]  # 모든 epoch 의 기록
+    accuracies = [row["val_accuracy"] for row in history]
+    assert checkpoint["epoch"] == 1 + accuracies.index(max(accuracies))
+    assert checkpoint["epoch"] < len(accuracies)  # 이 설정에서는 best ≠ 마지막 epoch: 둘을 구별하는 시험
+    assert checkpoint["best"] == metrics["best_val_accuracy"] == max(accuracies)
+    data = mod.prepare_data(config)
+    assert mod.evaluate(model, data.test, "cpu", max_batches=1)["accuracy"] == metrics["test_accuracy"]
+    assert metrics["cells"]["gru"]["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_ctrl_c_in_epoch_1_then_resume_gives_the_same_metrics(mod, trained_dir, tmp_path, monkeypatch):
+    """진짜 SIGINT 를 epoch 1 의 첫 배치에서: 이어 한 결과가 끊지 않은 결과와 같아야 합니다."""
+    monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 1:0")
+    # 배경(&)에서 시작한 셸은 SIGINT 를 무시(SIG_IGN)하게 물려주므로, 파이썬 기본 처리기를 다시 겁니다
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path)))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stopped.value.code == 130
+    monkeypatch.delenv("TUTORIAL_SIGINT_AT")
+    assert mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path), resume=True)) == trained_dir[1]
+
+
 def test_same_seed_same_metrics(mod, trained_dir, tmp_path):
-    again = mod.main(mod.Config(smoke=True, data="offline", device="cpu", out_dir=str(tmp_path),
-                                long_seq_len=20))
+    again = mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path)))
     assert again == trained_dir[1]
 
 
-def test_predict_prints_probability(mod, trained_dir, capsys):
+def test_predict_needs_no_model_flags_and_uses_best_pt(mod, trained_dir):
+    """기본 플래그(lstm, H=64)로 --predict: best.pt 의 gru·H=12·양방향·어휘로 직접 계산한 값과 같아야 함."""
     out_dir, _ = trained_dir
-    result = mod.main(mod.Config(predict="this movie was not good at all", device="cpu",
-                                 out_dir=str(out_dir)))
-    assert 0.0 <= result["positive_probability"] <= 1.0
-    assert "긍정 확률" in capsys.readouterr().out
+    text = "the plot was not good , the ending was boring"
+    result = mod.main(mod.Config(predict=text, device="cpu", out_dir=str(out_dir)))
+    saved = torch.load(out_dir / "best.pt", weights_only=True)
+    model = mod.build_model(**saved["model_args"])
+    model.load_state_dict(saved["model"])
+    model.eval()
+    stoi = {w: i for i, w in enumerate(saved["extra"]["itos"])}
+    ids = torch.tensor([[stoi.get(t, mod.UNK_ID) for t in mod.tokenize(text)]])
+    with torch.no_grad():
+        expected = torch.sigmoid(model(ids, torch.tensor([ids.shape[1]]))).item()
+    assert result["positive_probability"] == pytest.approx(expected, abs=1e-6)
+    assert result["cell"] == "gru" and result["warning"] is None
+    assert result["label"] == ("positive" if expected > 0.5 else "negative")
+    assert json.loads((out_dir / "prediction.json").read_text(encoding="utf-8")) == result
 
 
-def test_predict_bad_input_is_one_clear_line(mod, trained_dir):
+def test_predict_korean_sentence_names_unknown_words_and_english_training(mod, trained_dir):
+    out_dir, _ = trained_dir
+    with pytest.raises(UserError, match="영화, 정말, 좋았다.*영어"):
+        mod.main(mod.Config(predict="이 영화 정말 좋았다", device="cpu", out_dir=str(out_dir)))
+    mixed = mod.main(mod.Config(predict="the plot was 정말 좋았다", device="cpu", out_dir=str(out_dir)))
+    assert mixed["unknown_words"] == ["정말", "좋았다"]
+    assert "영어" in mixed["warning"] and "정말" in mixed["warning"]
+
+
+def test_predict_bad_input_is_one_clear_line(mod, trained_dir, tmp_path):
     out_dir, _ = trained_dir
     with pytest.raises(UserError, match="모두 어휘에 없습니다"):
         mod.main(mod.Config(predict="zzzq qqqz", device="cpu", out_dir=str(out_dir)))
-    for args in (["--predict", ""], ["--predict", "zzzq qqqz"]):
-        result = run_script(SCRIPT, *args, "--device", "cpu", "--out-dir", str(out_dir), timeout=120)
-        assert result.returncode != 0
-        assert "오류:" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(UserError, match="비어 있습니다"):
+        mod.main(mod.Config(predict=" !", device="cpu", out_dir=str(out_dir)))
+    # best.pt 가 먼저: 모델이 없으면 문장이 무엇이든 그 한 줄
+    with pytest.raises(UserError, match="best.pt 가 없습니다"):
+        mod.main(mod.Config(predict="", device="cpu", out_dir=str(tmp_path)))
+    result = run_script(SCRIPT, "--predict", "", "--device", "cpu", "--out-dir", str(out_dir), timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("오류: --predict 문장이 비어")
 
 
 # ---- 6. 실제 IMDB 경로: aclImdb 배치의 작은 폴더 ----
@@ -248,19 +317,55 @@ def test_imdb_folder_missing_split_names_it(tmp_path):
         read_imdb_folder(tmp_path / "aclImdb")
     result = run_script(SCRIPT, "--data", "real", "--data-dir", str(tmp_path), "--device", "cpu",
                         "--out-dir", str(tmp_path / "out"), timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "오류:" in result.stderr and "test/neg" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_real_data_path_end_to_end(tmp_path):
+def test_real_data_path_end_to_end(mod, tmp_path, capsys):
     make_acl_imdb(tmp_path)
-    result = run_script(SCRIPT, "--data", "real", "--data-dir", str(tmp_path), "--device", "cpu",
-                        "--epochs", "1", "--min-freq", "1", "--long-seq-len", "20",
-                        "--out-dir", str(tmp_path / "out"), timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (tmp_path / "out").mkdir()  # run() 이 하는 일: main 을 직접 부를 때는 폴더를 먼저
+    metrics = mod.main(mod.Config(data="real", data_dir=str(tmp_path), device="cpu", epochs=1, min_freq=1,
+                                  long_seq_len=20, out_dir=str(tmp_path / "out")))
     record = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert record["data"] == "IMDB aclImdb (real)"
-    assert set(record["metrics"]["cells"]) == {"bow", "rnn", "lstm", "gru"}
+    assert set(metrics["cells"]) == {"bow", "rnn", "lstm", "gru"}
+    # 판정문: 이기면 이겼다고, 지면 이유(적은 데이터, 강한 기준선)를 대며 졌다고
+    out = capsys.readouterr().out
+    if metrics["test_accuracy"] > metrics["bow_test_accuracy"]:
+        assert "이겼습니다" in out
+    else:
+        assert "이기지 못했습니다" in out and "3개뿐" in out and "강한 기준선" in out
+
+
+def test_review_csv_kaggle_layout_is_read_and_split_by_seed(tmp_path):
+    rows = [("A great, moving film.", "positive"), ("Boring. Not good at all.", "negative")] * 10
+    lines = ["review,sentiment"] + [f'"{text}",{label}' for text, label in rows]
+    (tmp_path / "IMDB Dataset.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = load_imdb("real", str(tmp_path), smoke=False, seed=0)  # 폴더 안의 CSV 하나
+    assert data.name == "IMDB Dataset.csv (real CSV)"
+    assert (len(data.train_texts), len(data.test_texts)) == (16, 4)  # 20% 를 시험으로
+    pairs = set(zip(data.train_texts + data.test_texts, data.train_labels + data.test_labels))
+    assert pairs == {("A great, moving film.", 1), ("Boring. Not good at all.", 0)}
+    again = load_imdb("real", str(tmp_path / "IMDB Dataset.csv"), smoke=False, seed=0)  # 파일을 직접
+    assert again.train_labels == data.train_labels
+    assert load_imdb("real", str(tmp_path), smoke=False, seed=1).train_labels != data.train_labels
+    # 파일을 직접 주면 열이 맞지 않을 때 한 줄 오류 (폴더 안이면 다른 CSV 로 보고 건너뜀: 05장의 가격 CSV 등)
+    (tmp_path / "IMDB Dataset.csv").write_text("review,stars\n\"ok\",5\n", encoding="utf-8")
+    with pytest.raises(UserError, match="정답 열"):
+        load_imdb("real", str(tmp_path / "IMDB Dataset.csv"), smoke=False, seed=0)
+    assert find_other_layouts(tmp_path) is None
+
+
+def test_pos_neg_line_files_latin1(tmp_path):
+    folder = tmp_path / "rt-polarity"
+    folder.mkdir()
+    latin1 = "a charming caf\xe9 of a film .\nwonderful .\n".encode("latin-1")  # é = 0xE9 한 바이트
+    (folder / "rt-polarity.pos").write_bytes(latin1)
+    (folder / "rt-polarity.neg").write_bytes(b"dull .\n\nflat and tired .\n")
+    data = load_imdb("real", str(tmp_path), smoke=False, seed=0)  # rt-polarity/ 를 품은 폴더도
+    texts = dict(zip(data.train_texts + data.test_texts, data.train_labels + data.test_labels))
+    assert texts == {"a charming café of a film .": 1, "wonderful .": 1, "dull .": 0, "flat and tired .": 0}
+    assert "pos/neg" in data.name
 
 
 def test_help_lists_chapter_flags():

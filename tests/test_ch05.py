@@ -228,9 +228,9 @@ def test_bad_csv_from_the_command_line(tmp_path, args, expected):
     text = YAHOO_CSV if "Price" in args else "Date,Close\n2024-01-02,1\n2024-01-02,2\n"
     path = write(tmp_path, "bad.csv", text)
     result = run_script(SCRIPT, "--csv", str(path), "--out-dir", str(tmp_path / "out"), *args, timeout=120)
-    assert result.returncode != 0
-    assert "오류:" in result.stderr and expected in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith("오류:") and expected in result.stderr
+    assert result.stderr.strip().count("\n") == 0  # 한 줄, traceback 없음
 
 
 def test_sanity_series_is_deterministic():
@@ -241,31 +241,117 @@ def test_sanity_series_is_deterministic():
 
 
 # ---- 실행: smoke, 재현성, 추론 -------------------------------------------------------------
-def test_smoke_run_predict_and_determinism(mod, tmp_path):
-    config = mod.Config(smoke=True, data="offline", device="cpu", horizon=2, out_dir=str(tmp_path))
-    metrics = mod.main(config)
-    record = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+# 모델 플래그를 기본값과 다르게 학습: --predict 가 플래그를 되풀이하지 않고 best.pt 만으로 다시 만드는지
+# lr=0.05: 검증 RMSE 가 epoch 2 에서 가장 작고 3 에서 다시 커져, best.pt 가 마지막 epoch 과 다릅니다.
+SMOKE = dict(smoke=True, data="offline", device="cpu", horizon=2, cell="gru", hidden_size=8, num_layers=2,
+             dropout=0.1, lr=0.05)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(mod, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("ch05_smoke")
+    return out_dir, mod.main(mod.Config(**SMOKE, out_dir=str(out_dir)))
+
+
+def test_smoke_run_writes_everything_and_is_deterministic(mod, smoke_run, tmp_path):
+    out_dir, metrics = smoke_run
+    record = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     assert record["headline"]["name"] == "test_rmse"
     assert "GOOG" in record["data"]
-    for key in ("test_rmse", "skill_vs_persistence", "persistence_rmse", "moving_average_rmse",
-                "sanity_skill", "multistep_rmse", "test_direction_accuracy"):
-        assert key in record["metrics"]
-    assert len(metrics["multistep_rmse"]) == config.horizon
+    assert len(metrics["multistep_rmse"]) == SMOKE["horizon"]
     for name in ("series_split.png", "test_predictions.png", "residuals.png", "multistep.png",
                  "sanity_predictions.png", "history.png", "best.pt", "last.pt"):
-        assert (tmp_path / name).is_file(), name
-    again = mod.main(mod.Config(smoke=True, data="offline", device="cpu", horizon=2,
-                                out_dir=str(tmp_path / "again")))
-    assert again == metrics  # 같은 seed, CPU → 같은 숫자
+        assert (out_dir / name).is_file(), name
+    assert mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path))) == metrics  # 같은 seed, CPU → 같은 숫자
 
-    # --predict: best.pt 와 저장된 스케일러로 다음 horizon 일
-    forecast = mod.main(mod.Config(predict=goog_csv(tmp_path, 60), horizon=3, device="cpu",
-                                   out_dir=str(tmp_path)))
-    assert list(forecast) == ["day_1", "day_2", "day_3"]
-    assert all(200 < v < 600 for v in forecast.values())  # 2008-10 의 GOOG 가격대(약 360달러) 근처
-    assert (tmp_path / "forecast.csv").read_text(encoding="utf-8").count("\n") == 4
-    with pytest.raises(UserError, match="best.pt"):
-        mod.main(mod.Config(predict=goog_csv(tmp_path, 60), device="cpu", out_dir=str(tmp_path / "none")))
+
+def test_test_rmse_comes_from_best_pt(mod, smoke_run):
+    """best.pt = 검증 RMSE 가 처음으로 가장 작았던 epoch, 시험 RMSE 는 그 가중치로."""
+    out_dir, metrics = smoke_run
+    config = mod.Config(**SMOKE, out_dir=str(out_dir))
+    model, checkpoint = mod.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu", "test")
+    history = torch.load(out_dir / "last.pt", weights_only=True)["history"]  # 모든 epoch 의 기록
+    val_rmse = [row["val_rmse"] for row in history]
+    assert checkpoint["epoch"] == 1 + val_rmse.index(min(val_rmse)) and checkpoint["best"] == min(val_rmse)
+    assert checkpoint["epoch"] < len(val_rmse)  # 이 설정에서는 best ≠ 마지막 epoch: 둘을 구별하는 시험
+    _, data = mod.prepare_data(config)
+    assert mod.evaluate(model, data.splits["test"], data, "cpu")["rmse"] == metrics["test_rmse"]
+
+
+def predict(mod, out_dir, csv_path) -> dict:
+    """기본 플래그(lstm, H=32, 1층)로 --predict: 모델 모양은 best.pt 에서 와야 합니다."""
+    result = mod.main(mod.Config(predict=str(csv_path), device="cpu", out_dir=str(out_dir)))
+    assert json.loads((out_dir / "prediction.json").read_text(encoding="utf-8")) == result
+    return result
+
+
+def test_predict_needs_no_model_flags_and_writes_prediction_json(mod, smoke_run, tmp_path):
+    out_dir, _ = smoke_run
+    csv_path = goog_csv(tmp_path, 60)
+    result = predict(mod, out_dir, csv_path)
+    assert set(result) >= {"last_price", "next_price", "path", "warning"}
+    assert result["warning"] is None  # 2008-10 의 GOOG 는 학습 구간 가격 범위 안
+    assert result["last_price"] == load_goog().values[-1] and result["next_price"] == result["path"][0]
+    assert len(result["path"]) == mod.Config().horizon
+    # 같은 값을 best.pt 로 직접: 모델 재구성 + 저장된 스케일러 + 재귀 예측
+    saved = torch.load(out_dir / "best.pt", weights_only=True)
+    model = mod.build_model(**saved["model_args"])
+    model.load_state_dict(saved["model"])
+    scaler = mod.Scaler(saved["extra"]["scaler_mean"], saved["extra"]["scaler_std"])
+    window = torch.tensor(scaler.transform(load_goog().values[-30:]), dtype=torch.float32)[None]
+    expected = scaler.inverse(mod.forecast_recursive(model, window, 5, "cpu").double())[0]
+    assert np.allclose(result["path"], expected.numpy(), rtol=1e-6)
+    assert (out_dir / "forecast.csv").read_text(encoding="utf-8").count("\n") == 1 + 5
+
+
+def scaled_goog_csv(tmp_path, factor: float) -> str:
+    series = load_goog()
+    lines = ["Date,Close"] + [f"{d},{v * factor}" for d, v in zip(series.dates[-60:], series.values[-60:])]
+    return str(write(tmp_path, f"goog_x{factor}.csv", "\n".join(lines) + "\n"))
+
+
+def test_predict_out_of_range_prices_is_scale_free_and_warns(mod, smoke_run, tmp_path):
+    """이슈 9 의 6: 학습 가격 범위 밖(10분의 1, 100분의 1 가격)이면 경고 한 줄 + 변화율이 가격 단위와 무관."""
+    out_dir, _ = smoke_run
+    tenth, hundredth = (predict(mod, out_dir, scaled_goog_csv(tmp_path, f)) for f in (0.1, 0.01))
+    for result in (tenth, hundredth):
+        assert re.search(r"학습 구간 가격 100\.01~555\.00", result["warning"]), result["warning"]
+        assert result["warning"].count("\n") == 0
+    assert f"{min(load_goog().values[-30:]) * 0.1:.2f}" in tenth["warning"]  # 입력 범위도 이름
+    assert np.allclose(np.array(tenth["path"]) / tenth["last_price"],
+                       np.array(hundredth["path"]) / hundredth["last_price"], rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def trained_goog(mod, tmp_path_factory):
+    """짧게(5 epoch) 학습한 GOOG 모델: 하루 변화가 거의 0 인 persistence 에 가까운 모델."""
+    out_dir = tmp_path_factory.mktemp("ch05_trained")
+    mod.main(mod.Config(epochs=5, sanity_epochs=1, data="offline", device="cpu", out_dir=str(out_dir)))
+    return out_dir
+
+
+@pytest.mark.slow
+def test_steady_62_dollar_stock_is_not_forecast_to_jump(mod, trained_goog, tmp_path):
+    """이슈 9 의 6: GOOG(수백 달러)로 학습한 모델이 잔잔한 62달러 주식에 '한 주에 +11%'를 내면 안 됨."""
+    dates = load_goog().dates[-60:]
+    lines = ["Date,Close"] + [f"{d},{62 + 0.1 * ((k % 3) - 1):.2f}" for k, d in enumerate(dates)]
+    result = predict(mod, trained_goog, write(tmp_path, "steady.csv", "\n".join(lines) + "\n"))
+    assert abs(result["path"][-1] / result["last_price"] - 1) < 0.02, result["path"]
+    assert "62" in result["warning"]
+
+
+def test_resume_with_another_window_is_refused_with_the_difference(mod, smoke_run):
+    out_dir, _ = smoke_run
+    with pytest.raises(UserError, match="window: 30 → 20"):
+        mod.main(mod.Config(**{**SMOKE, "window": 20, "ma_window": 5}, resume=True, out_dir=str(out_dir)))
+
+
+def test_predict_folder_or_missing_checkpoint(mod, smoke_run, tmp_path):
+    out_dir, _ = smoke_run
+    with pytest.raises(UserError, match="폴더입니다.*파일"):
+        mod.main(mod.Config(predict=str(tmp_path), device="cpu", out_dir=str(out_dir)))
+    with pytest.raises(UserError, match="best.pt 가 없습니다"):  # 모델이 먼저: 입력이 무엇이든
+        mod.main(mod.Config(predict=str(tmp_path), device="cpu", out_dir=str(tmp_path)))
 
 
 # ---- 학습 확인 ------------------------------------------------------------------------------
@@ -277,9 +363,10 @@ def test_lstm_beats_persistence_on_the_sanity_series(mod, tmp_path):
     torch.manual_seed(0)
     data = mod.prepare_series(noisy_seasonal_series(config.sanity_length, seed=config.seed),
                               window=config.window, target="close", val_fraction=0.15, test_fraction=0.15)
-    untrained = mod.evaluate(mod.build_model(config, "close"), data.splits["test"], data, "cpu")
+    untrained = mod.evaluate(mod.build_model(**mod.forecaster_args(config, "close")), data.splits["test"],
+                             data, "cpu")
     persistence = mod.rmse(data.splits["test"]["last_price"], data.splits["test"]["true_price"])
     assert mod.skill(untrained["rmse"], persistence) < 0.2
 
-    result = mod.run_sanity_check(config, torch.device("cpu"), None, tmp_path)
+    result = mod.run_sanity_check(config, torch.device("cpu"), None)
     assert result["sanity_skill"] >= 0.40, result

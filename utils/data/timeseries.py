@@ -90,6 +90,8 @@ def read_price_csv(path: str | Path, column: str = "Close", min_rows: int = 2) -
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} 는 폴더입니다. 가격 CSV 파일 하나를 주세요 (예: NFLX.csv, Date 와 가격 열).")
     if not path.is_file():
         raise UserError(f"CSV 파일 {path} 이 없습니다.")
     try:
