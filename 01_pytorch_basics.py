@@ -368,6 +368,18 @@ def housing_regression(config: Config, device: torch.device, out_dir: Path) -> d
             **{f"regression_{key(n)}_r2": r2 for n, (_, r2) in results.items()}}
 
 
+def basics(config: Config, device: torch.device, out_dir: Path) -> dict:
+    """0절 전체: 텐서 → autograd → 사인 곡선 → 회귀. 지표(사인·회귀)를 돌려줍니다.
+
+    결정적이고(절마다 스스로 시드를 고정) 몇 초뿐이라, --resume 때 다시 해도 같은 숫자가 나옵니다.
+    """
+    tensor_basics(device)
+    autograd_basics()
+    metrics = sine_fit(config, out_dir)
+    metrics.update(housing_regression(config, device, out_dir))
+    return metrics
+
+
 # %% 1. 데이터: Dataset 과 DataLoader ------------------------------------------------------
 class DigitDataset(Dataset):
     """직접 쓴 Dataset: 표본이 몇 개인지(__len__)와 i번째 표본(__getitem__) 두 가지만 알려 줍니다.
@@ -519,11 +531,23 @@ def plot_misclassified(images, truth, predicted, path: Path, show: bool, limit: 
     return save_figure(fig, path, show)
 
 
+def visualize_results(history_rows, model, test_loader, data, config: Config, device, max_batches) -> None:
+    """학습 곡선, 시험 분할의 혼동 행렬, 틀린 시험 이미지."""
+    out_dir = Path(config.out_dir)
+    truth, predicted = predict_labels(model, test_loader, device, max_batches)
+    plot_history(history_rows, out_dir / "history.png", config.show,
+                 title=f"784-{config.hidden_size}-10 MLP on {data.name}")
+    plot_confusion_matrix(confusion_matrix(truth, predicted, len(data.classes)).numpy(), data.classes,
+                          out_dir / "confusion_matrix.png", config.show,
+                          title=f"{data.name}: test confusion matrix")
+    plot_misclassified(data.x_test, truth, predicted, out_dir / "misclassified.png", config.show)
+
+
 def plot_prediction(image, probabilities, classes, path: Path, show: bool) -> Path:
     """--predict 결과: 모델이 보는 28x28 입력과 클래스별 확률 막대."""
     fig, (ax_image, ax_bars) = plt.subplots(1, 2, figsize=(8, 3.4), gridspec_kw={"width_ratios": [1, 1.6]})
     ax_image.imshow((image[0, 0] * MNIST_STD + MNIST_MEAN).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-    ax_image.set_title("Input as the model sees it\n(28x28, normalised back)", fontsize=10)
+    ax_image.set_title("Input as the model sees it", fontsize=10)
     ax_image.axis("off")
     ax_bars.bar(range(len(classes)), probabilities.numpy())
     ax_bars.set_xticks(range(len(classes)), classes)
@@ -531,7 +555,8 @@ def plot_prediction(image, probabilities, classes, path: Path, show: bool) -> Pa
     ax_bars.set_xlabel("class")
     ax_bars.set_ylabel("probability")
     best = int(probabilities.argmax())
-    ax_bars.set_title(f"Prediction: {classes[best]} ({probabilities[best]:.0%})", fontsize=10)
+    ax_bars.set_title("Class probabilities", fontsize=10)
+    fig.suptitle(f"Prediction: {classes[best]} ({probabilities[best]:.0%})")
     return save_figure(fig, path, show)
 
 
@@ -561,7 +586,7 @@ def predict(config: Config, device: torch.device) -> dict:
               "top3": {classes[i]: round(p, 4) for p, i in zip(top.values.tolist(), top.indices.tolist())},
               "warning": warning}
     print(f"{config.predict}: 예측 {classes[best]} (확률 {top.values[0]:.1%}); 상위 3개: "
-          + ", ".join(f"{name} {p:.1%}" for name, p in result["top3"].items()))
+          + ", ".join(f"{classes[i]} {p:.1%}" for p, i in zip(top.values.tolist(), top.indices.tolist())))
     if warning:
         print(f"경고: {warning}")
     (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
@@ -578,11 +603,7 @@ def main(config: Config) -> dict:
     if config.predict:
         return predict(config, device)
 
-    # 0. 기초: 결정적이고 몇 초뿐이라 --resume 때 다시 해도 같은 숫자가 나옵니다.
-    tensor_basics(device)
-    autograd_basics()
-    metrics = sine_fit(config, out_dir)
-    metrics.update(housing_regression(config, device, out_dir))
+    metrics = basics(config, device, out_dir)  # 0. 텐서, autograd, 사인 곡선, 회귀
 
     print("\n[5] 손글씨 숫자 분류: 784-64-10 MLP")
     # 1. 데이터
@@ -614,8 +635,8 @@ def main(config: Config) -> dict:
         for epoch in range(start_epoch, epochs + 1):
             # 조기 종료(early stopping): 기록(history)만으로 판단하므로 이어하기 뒤에도 같은 곳에서 멈춤
             if epochs_since_best(history.rows, "val_accuracy", "max") >= config.patience:
-                print(f"  조기 종료: {config.patience} epoch 동안 검증 정확도가 최고 {best:.4f} 를 넘지 "
-                      f"못해 epoch {epoch - 1} 에서 멈춥니다 (--patience, 최대 --epochs {epochs}).")
+                print(f"  조기 종료: {config.patience} epoch 동안 검증 정확도가 최고 {best:.4f} 를 못 넘어 "
+                      f"epoch {epoch - 1} 에서 멈춥니다 (--patience).")
                 break
             train_loss = train_one_epoch(model, train_loader, optimizer, device, epoch, max_batches)
             val = evaluate(model, val_loader, device, max_batches)
@@ -637,18 +658,12 @@ def main(config: Config) -> dict:
           f"(검증 정확도 {best_checkpoint['best']:.4f})")
 
     # 5. 시각화: 학습 곡선, 혼동 행렬, 틀린 예
-    truth, predicted = predict_labels(model, test_loader, device, max_batches)
-    plot_history(history.rows, out_dir / "history.png", config.show,
-                 title=f"784-{config.hidden_size}-10 MLP on {data.name}")
-    plot_confusion_matrix(confusion_matrix(truth, predicted, len(data.classes)).numpy(), data.classes,
-                          out_dir / "confusion_matrix.png", config.show,
-                          title=f"{data.name}: test confusion matrix")
-    plot_misclassified(data.x_test, truth, predicted, out_dir / "misclassified.png", config.show)
+    visualize_results(history.rows, model, test_loader, data, config, device, max_batches)
 
-    last_epoch = history.rows[-1]["epoch"]
     metrics.update({"test_accuracy": test["accuracy"], "test_loss": test["loss"],
                     "best_val_accuracy": best_checkpoint["best"], "best_epoch": best_checkpoint["epoch"],
-                    "epochs_trained": last_epoch, "stopped_early": int(last_epoch < epochs)})
+                    "epochs_trained": history.rows[-1]["epoch"],
+                    "stopped_early": int(epochs_since_best(history.rows, "val_accuracy") >= config.patience)})
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
                      seconds=time.perf_counter() - started, parameters=parameters,
                      metrics=metrics, headline="test_accuracy")

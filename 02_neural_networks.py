@@ -160,6 +160,8 @@ def load_data(config: Config, device: torch.device) -> Splits:
                                                       config.val_fraction, config.seed)
     # 데이터가 작아서(Fashion-MNIST 전체 ≈ 220 MB) 통째로 장치에 올려 두고 인덱스로 배치를 뽑습니다.
     tensors = [t.to(device) for t in (x_train, y_train, x_val, y_val, images.x_test, images.y_test)]
+    print(f"{images.name}: 학습 {len(y_train)}장, 검증 {len(y_val)}장 (학습 세트에서 떼어 냄), "
+          f"시험 {len(images.y_test)}장, 클래스 {len(images.classes)}개")
     return Splits(*tensors, classes=images.classes, name=images.name)
 
 
@@ -596,7 +598,7 @@ def plot_prediction(image: torch.Tensor, probabilities: torch.Tensor, classes: l
     """--predict 결과: 모델이 보는 28x28 입력과 클래스별 확률 막대 (클래스 이름은 눕혀 겹치지 않게)."""
     fig, (ax_image, ax_bars) = plt.subplots(1, 2, figsize=(9, 3.8), gridspec_kw={"width_ratios": [1, 1.8]})
     ax_image.imshow((image[0, 0] * MNIST_STD + MNIST_MEAN).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-    ax_image.set_title(f"Input as the model sees it\n(28x28, trained on {data_name})", fontsize=9)
+    ax_image.set_title("Input as the model sees it", fontsize=10)
     ax_image.axis("off")
     ax_bars.bar(range(len(classes)), probabilities.numpy())
     ax_bars.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
@@ -604,7 +606,9 @@ def plot_prediction(image: torch.Tensor, probabilities: torch.Tensor, classes: l
     ax_bars.set_xlabel("class")
     ax_bars.set_ylabel("probability")
     best = int(probabilities.argmax())
-    ax_bars.set_title(f"Prediction: {classes[best]} ({probabilities[best]:.0%})", fontsize=10)
+    ax_bars.set_title("Class probabilities", fontsize=10)
+    fig.suptitle(f"Prediction: {classes[best]} ({probabilities[best]:.0%}), model trained on {data_name}",
+                 fontsize=11)
     return save_figure(fig, path, show)
 
 
@@ -635,7 +639,7 @@ def predict(config: Config, device: torch.device) -> dict:
               "top3": {classes[i]: round(p, 4) for p, i in zip(top.values.tolist(), top.indices.tolist())},
               "warning": warning}
     print(f"{Path(config.predict).name} → "
-          + ", ".join(f"{name} {p:.1%}" for name, p in result["top3"].items()))
+          + ", ".join(f"{classes[i]} {p:.1%}" for p, i in zip(top.values.tolist(), top.indices.tolist())))
     if warning:
         print(f"경고: {warning}")
     (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
@@ -811,6 +815,16 @@ def grid_search(data: Splits, budget: Budget, seed: int, lrs: list[float], hidde
     return table
 
 
+def run_summary(history_rows: list[dict], best_epoch: int, test: dict, patience: int) -> dict:
+    """실행 기록(metrics.json)에 남길 최종 학습의 숫자: 시험 점수, best.pt 의 epoch, 조기 종료 여부."""
+    best_row = next(row for row in history_rows if row["epoch"] == best_epoch)
+    return {"test_accuracy": round(test["accuracy"], 4), "test_loss": round(test["loss"], 4),
+            "best_epoch": best_epoch, "best_val_loss": round(best_row["val_loss"], 4),
+            "best_val_accuracy": round(best_row["val_accuracy"], 4),
+            "epochs_trained": int(history_rows[-1]["epoch"]),
+            "stopped_early": int(epochs_since_best(history_rows, "val_loss", "min") >= patience)}
+
+
 def run_studies(config: Config, data: Splits, out_dir: Path) -> dict:
     """실험 A~E 를 짧은 예산(부분집합, 몇 epoch)으로 돌리고 요약 지표를 돌려줍니다.
 
@@ -892,8 +906,6 @@ def main(config: Config) -> dict:
 
     print("== 1. 데이터 ==")
     data = load_data(config, device)
-    print(f"{data.name}: 학습 {len(data.y_train)}장, 검증 {len(data.y_val)}장 (학습 세트에서 떼어 냄), "
-          f"시험 {len(data.y_test)}장, 클래스 {len(data.classes)}개")
 
     print("\n== 2. 모델: 활성화 함수와 도함수, 최종 MLP ==")
     activation_lesson(out_dir, config.show)
@@ -925,8 +937,8 @@ def main(config: Config) -> dict:
     try:
         for epoch in range(start_epoch, epochs + 1):
             if epochs_since_best(history.rows, "val_loss", "min") >= config.patience:  # 조기 종료
-                print(f"조기 종료(early stopping): {config.patience} epoch 동안 검증 손실이 최저 {best:.4f} "
-                      f"보다 내려가지 않아 epoch {epoch - 1} 에서 멈춥니다.")
+                print(f"조기 종료(early stopping): {config.patience} epoch 동안 검증 손실이 최저 "
+                      f"{best:.4f} 보다 내려가지 않아 epoch {epoch - 1} 에서 멈춥니다.")
                 break
             lr = optimizer.param_groups[0]["lr"]  # 이 epoch 을 시작할 때의 학습률 (기록용)
             train_loss = train_one_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size,
@@ -945,25 +957,18 @@ def main(config: Config) -> dict:
     print("\n== 4. 평가: 검증 손실이 가장 낮았던 best.pt 로 시험 세트 (처음이자 마지막으로) ==")
     model, best_checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
                                                 purpose="test")
-    best_epoch = best_checkpoint["epoch"]
-    print(f"best.pt = epoch {best_epoch}")
+    print(f"best.pt = epoch {best_checkpoint['epoch']}")
     test, predictions = report_test(model, data, max_batches, out_dir)
 
     print("== 5. 시각화 ==")
     visualize_results(history.rows, data, predictions, test["accuracy"], out_dir, config.show)
-    best_row = next(row for row in history.rows if row["epoch"] == best_epoch)
-    metrics = {"test_accuracy": round(test["accuracy"], 4), "test_loss": round(test["loss"], 4),
-               "best_epoch": best_epoch, "best_val_loss": round(best_row["val_loss"], 4),
-               "best_val_accuracy": round(best_row["val_accuracy"], 4),
-               "epochs_trained": int(history.rows[-1]["epoch"]),
-               "stopped_early": int(epochs_since_best(history.rows, "val_loss", "min") >= config.patience)}
+    metrics = run_summary(history.rows, best_checkpoint["epoch"], test, config.patience)
 
     if config.studies:  # 부록: 학습이 끝난 뒤 (이어하기와 무관하게 늘 같은 숫자)
         metrics.update(run_studies(config, data, out_dir))
-    parameters = sum(p.numel() for p in model.parameters())
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.perf_counter() - started, parameters=parameters,
-                     metrics=metrics, headline="test_accuracy")
+                     seconds=time.perf_counter() - started, metrics=metrics, headline="test_accuracy",
+                     parameters=sum(p.numel() for p in model.parameters()))
     print(f"\n시험 정확도 {test['accuracy']:.4f} | {time.perf_counter() - started:.1f}초 | 출력 {out_dir}")
     return metrics
 
