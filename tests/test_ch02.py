@@ -1,6 +1,6 @@
 """02장: 활성화 함수의 도함수, BatchNorm/Dropout 의 train·eval 동작, 초기화·최적화·스케줄의
 직접 구현, Fashion-MNIST 표준 배치(IDX) 읽기, 학습 확인(학습 전 모델 대비), 재현성, 조기 종료,
-epoch 1 도중 Ctrl+C 뒤 이어하기(OneCycleLR), 체크포인트만으로 하는 예측, 잘못된 입력."""
+epoch 1·3 도중 Ctrl+C 뒤 이어하기(OneCycleLR), 체크포인트만으로 하는 예측, 잘못된 입력."""
 
 import json
 import math
@@ -258,13 +258,15 @@ def test_early_stopping_is_decided_from_history_and_survives_resume(mod, tmp_pat
     assert resumed == metrics
 
 
-def test_ctrl_c_inside_epoch_1_then_resume_equals_uninterrupted(mod, tmp_path, monkeypatch):
-    """예전에 OneCycleLR 이 "Tried to step ... times" 로 멈추던 경우: epoch 1 의 네 번째 배치에서 SIGINT."""
+def test_ctrl_c_inside_epochs_1_and_3_then_resume_equals_uninterrupted(mod, tmp_path, monkeypatch):
+    """진짜 SIGINT 두 번: epoch 1 의 네 번째 배치(예전에 OneCycleLR 이 "Tried to step ... times" 로
+    멈추던 곳), 이어 한 실행의 epoch 3 두 번째 배치. 두 번 이어 한 결과 = 끊지 않은 학습."""
     straight = mod.main(quick(mod, tmp_path / "straight", epochs=3))
-    monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 1:3")
-    with pytest.raises(SystemExit) as exit_info:
-        mod.main(quick(mod, tmp_path / "resumed", epochs=3))
-    assert exit_info.value.code == 130
+    for stop_at in ("epoch 1:3", "epoch 3:1"):
+        monkeypatch.setenv("TUTORIAL_SIGINT_AT", stop_at)
+        with pytest.raises(SystemExit) as exit_info:
+            mod.main(quick(mod, tmp_path / "resumed", epochs=3, resume=stop_at != "epoch 1:3"))
+        assert exit_info.value.code == 130
     monkeypatch.delenv("TUTORIAL_SIGINT_AT")
     assert mod.main(quick(mod, tmp_path / "resumed", epochs=3, resume=True)) == straight
     assert ((tmp_path / "resumed" / "history.csv").read_text()
