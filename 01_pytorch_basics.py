@@ -606,11 +606,11 @@ def main(config: Config) -> dict:
     if config.predict:
         return predict(config, device)
 
+    # 1. 데이터를 먼저 읽어 둡니다: --data real 인데 MNIST 가 없으면 기초 절을 돌리기 전에 한 줄로 알림
+    data = load_mnist_like("mnist", config.data, config.data_dir, config.smoke, config.seed)
     metrics = basics(config, device, out_dir)  # 0. 텐서, autograd, 사인 곡선, 회귀
 
     print("\n[5] 손글씨 숫자 분류: 784-64-10 MLP")
-    # 1. 데이터
-    data = load_mnist_like("mnist", config.data, config.data_dir, config.smoke, config.seed)
     loader_generator = torch.Generator().manual_seed(config.seed)  # 학습 데이터를 섞는 순서 (저장 대상)
     train_loader, val_loader, test_loader = make_loaders(data, config, loader_generator)
     explain_batches(len(train_loader.dataset), config.batch_size)
