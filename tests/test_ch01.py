@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,14 @@ from utils.runtime import run
 
 ch01 = load_chapter("01")
 SCRIPT = "01_pytorch_basics.py"
+
+
+@pytest.fixture
+def sigint_raises():
+    """진짜 SIGINT 가 KeyboardInterrupt 가 되게 (셸의 배경 작업 &으로 시작한 파이썬은 SIGINT 를 무시함)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def quick_config(out_dir, **overrides):
@@ -148,7 +157,7 @@ def test_early_stopping_stops_and_says_so(tmp_path, capsys):
     assert ch01.main(quick_config(tmp_path, epochs=30, patience=1, resume=True)) == metrics
 
 
-def test_ctrl_c_in_the_middle_of_an_epoch_then_resume(tmp_path, monkeypatch):
+def test_ctrl_c_in_the_middle_of_an_epoch_then_resume(tmp_path, monkeypatch, sigint_raises):
     """진짜 SIGINT 를 epoch 3 의 두 번째 배치에서: 섞는 순서(DataLoader 생성기)까지 되살아나야 같은 숫자."""
     straight = ch01.main(quick_config(tmp_path / "straight"))
     monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 3:2")

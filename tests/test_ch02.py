@@ -4,6 +4,7 @@ epoch 1·3 도중 Ctrl+C 뒤 이어하기(OneCycleLR), 체크포인트만으로 
 
 import json
 import math
+import signal
 import struct
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from utils.data.vision import FASHION_CLASSES, MNIST_MEAN, MNIST_STD, load_mnist
 from utils.runtime import run
 
 SCRIPT = "02_neural_networks.py"
+
+
+@pytest.fixture
+def sigint_raises():
+    """진짜 SIGINT 가 KeyboardInterrupt 가 되게 (셸의 배경 작업 &으로 시작한 파이썬은 SIGINT 를 무시함)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +267,8 @@ def test_early_stopping_is_decided_from_history_and_survives_resume(mod, tmp_pat
     assert resumed == metrics
 
 
-def test_ctrl_c_inside_epochs_1_and_3_then_resume_equals_uninterrupted(mod, tmp_path, monkeypatch):
+def test_ctrl_c_inside_epochs_1_and_3_then_resume_equals_uninterrupted(mod, tmp_path, monkeypatch,
+                                                                        sigint_raises):
     """진짜 SIGINT 두 번: epoch 1 의 네 번째 배치(예전에 OneCycleLR 이 "Tried to step ... times" 로
     멈추던 곳), 이어 한 실행의 epoch 3 두 번째 배치. 두 번 이어 한 결과 = 끊지 않은 학습."""
     straight = mod.main(quick(mod, tmp_path / "straight", epochs=3))
