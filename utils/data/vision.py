@@ -123,6 +123,8 @@ def read_image_as_mnist(path: str | Path, center_of_mass: bool = True) -> torch.
     import cv2
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--predict {path} 는 폴더입니다. 이미지 파일 하나(PNG, JPG 등)의 경로를 주세요.")
     if not path.is_file():
         raise UserError(f"--predict 파일 {path} 이 없습니다.")
     # imdecode(np.fromfile(...)): cv2.imread 와 달리 Windows 의 한글 경로도 읽습니다.
