@@ -19,7 +19,8 @@ def _named_texts(fig: matplotlib.figure.Figure) -> list[tuple[str, object, objec
     texts = []
     if fig._suptitle is not None and _visible(fig._suptitle):
         texts.append(("suptitle", fig._suptitle, None))
-    texts += [(f"fig.text {t.get_text()!r}", t, None) for t in fig.texts if _visible(t)]
+    texts += [(f"fig.text {t.get_text()!r}", t, None) for t in fig.texts
+              if _visible(t) and t is not fig._suptitle]  # suptitle 도 fig.texts 에 들어 있음
     for index, ax in enumerate(fig.axes):
         if not ax.get_visible():
             continue
@@ -48,10 +49,10 @@ def figure_problems(fig: matplotlib.figure.Figure, tolerance: float = 1.0) -> li
                 problems.append(f"{name_a} 와 {name_b} 가 겹침")
     for name, _, ax, box in texts:  # 다른 축의 눈금 글자와 겹침 (아래 줄 제목이 윗줄 눈금을 덮는 경우)
         for other in fig.axes:
-            if other is ax or not other.get_visible():
+            if other is ax or not other.get_visible() or not other.axison:  # axis("off") 면 눈금이 없음
                 continue
-            for tick in other.get_xticklabels() + other.get_yticklabels():
-                if _visible(tick) and _overlap(box, tick.get_window_extent(renderer)) > tolerance:
+            for tick in _drawn_tick_labels(other):
+                if _overlap(box, tick.get_window_extent(renderer)) > tolerance:
                     problems.append(f"{name} 가 다른 축의 눈금 {tick.get_text()!r} 과 겹침")
                     break
     for index, ax in enumerate(fig.axes):  # epoch 축의 눈금은 정수 (2.5 epoch 는 없음)
@@ -61,6 +62,19 @@ def figure_problems(fig: matplotlib.figure.Figure, tolerance: float = 1.0) -> li
             if any(abs(t - round(t)) > 1e-9 for t in ticks):
                 problems.append(f"axes[{index}] 의 epoch 눈금이 정수가 아님: {list(ticks)}")
     return problems
+
+
+def _drawn_tick_labels(ax) -> list:
+    """그려지는 눈금 글자만: 보이는 범위(view interval) 안의 눈금 (밖의 눈금은 그리지 않음)."""
+    labels = []
+    for axis in (ax.xaxis, ax.yaxis):
+        if not axis.get_visible():
+            continue
+        low, high = sorted(axis.get_view_interval())
+        for tick in axis.get_major_ticks():
+            if low - 1e-9 <= tick.get_loc() <= high + 1e-9:
+                labels += [label for label in (tick.label1, tick.label2) if _visible(label)]
+    return labels
 
 
 def _overlap(a, b) -> float:

@@ -121,6 +121,8 @@ def plot_curves(curves: dict[str, list[float]], path: Path, show: bool = False, 
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
+    if "epoch" in xlabel:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # 정수 epoch 눈금
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
