@@ -19,7 +19,7 @@
     평균 정밀도(AP) = PR 곡선 아래 넓이, 레터박스(letterbox).
 
 실행 방법
-    python 06_yolo_object_detection.py                          # 기본: --data-dir 의 YOLO/VOC 폴더, 없으면 도형
+    python 06_yolo_object_detection.py                          # --data-dir 의 YOLO/VOC 폴더, 없으면 도형
     python 06_yolo_object_detection.py --data offline           # 절차적 도형 5종 (네트워크 불필요)
     python 06_yolo_object_detection.py --smoke                  # 배치 하나로 흐름만 확인 (몇 초)
     python 06_yolo_object_detection.py --data-dir my_yolo/ --image-size 192 --epochs 60
@@ -55,8 +55,16 @@ import torchvision
 from utils.data.detection import DetectionSet, letterbox, load_detection_data, read_image
 from utils.models import conv_bn_relu
 from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, set_seed, write_run_record
-from utils.training import (FREE_FIELDS, History, check_finite, load_trained_model, make_checkpoint, progress,
-                            resume_or_start, save_checkpoint)
+from utils.training import (
+    FREE_FIELDS,
+    History,
+    check_finite,
+    load_trained_model,
+    make_checkpoint,
+    progress,
+    resume_or_start,
+    save_checkpoint,
+)
 from utils.visualization import save_figure
 
 # 모양 글자: N=배치(이미지 수), S=격자 한 변의 칸 수, B=칸마다 예측 상자 수, C=클래스 수,
@@ -91,7 +99,8 @@ class Config(RunConfig):
 
     def __post_init__(self):
         if self.image_size < 32 or self.image_size % STRIDE:
-            raise ValueError(f"--image-size 는 32 이상의 {STRIDE}의 배수여야 합니다 (받은 값: {self.image_size}).")
+            raise ValueError(f"--image-size 는 32 이상의 {STRIDE}의 배수여야 합니다 "
+                             f"(받은 값: {self.image_size}).")
         if self.width < 1 or self.boxes_per_cell < 1:
             raise ValueError("--width 와 --boxes-per-cell 은 1 이상이어야 합니다.")
         if min(self.train_size, self.val_size, self.test_size) < 1:
@@ -102,7 +111,8 @@ class Config(RunConfig):
             raise ValueError(f"--val-fraction 은 0과 0.5 사이여야 합니다 (받은 값: {self.val_fraction}).")
         for name in ("score_threshold", "nms_iou"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"--{name.replace('_', '-')} 는 0~1 이어야 합니다 (받은 값: {getattr(self, name)}).")
+                raise ValueError(f"--{name.replace('_', '-')} 는 0~1 이어야 합니다 "
+                                 f"(받은 값: {getattr(self, name)}).")
 
 
 # %% [markdown]
@@ -284,7 +294,8 @@ def yolo_loss(raw: torch.Tensor, target: torch.Tensor, lambda_coord: float,
     predicted_boxes = to_image_xyxy(predicted[..., :2], predicted[..., 2:4])  # (N, S, S, B, 4)
     true_boxes = to_image_xyxy(target[..., None, :2], target[..., None, 2:4])  # (N, S, S, 1, 4)
     ious = iou(predicted_boxes, true_boxes)  # (N, S, S, B)
-    responsible = nn.functional.one_hot(ious.argmax(-1), boxes_per_cell) * object_in_cell[..., None]  # 1^obj_ij
+    best_box = nn.functional.one_hot(ious.argmax(-1), boxes_per_cell)  # (N, S, S, B)
+    responsible = best_box * object_in_cell[..., None]  # 1^obj_ij
     not_responsible = 1 - responsible  # 1^noobj_ij
 
     # 2) 다섯 항
@@ -304,10 +315,12 @@ def yolo_loss(raw: torch.Tensor, target: torch.Tensor, lambda_coord: float,
     return sum(terms.values()), terms
 
 
-def flip_horizontal(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def flip_horizontal(images: torch.Tensor, boxes: torch.Tensor,
+                    flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """flip (N,) bool 인 이미지만 좌우로 뒤집고 상자도: x1' = W − x2, x2' = W − x1."""
     width = images.shape[-1]
-    flipped_boxes = torch.stack([width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0], boxes[..., 3]], -1)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    flipped_boxes = torch.stack([width - x2, y1, width - x1, y2], -1)
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     boxes = torch.where(flip[:, None, None], flipped_boxes, boxes)
     return images, boxes
@@ -315,8 +328,12 @@ def flip_horizontal(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tenso
 
 def train_one_epoch(model, data: DetectionSet, optimizer, scheduler, config: Config, device, epoch: int,
                     generator: torch.Generator, max_batches: int | None = None) -> float:
-    """한 epoch. 데이터는 텐서 그대로 잘라 씁니다 (64×64 이미지 16,000장 ≈ 200 MB 라 메모리에 들어가고,
-    2코어에서 DataLoader 작업자는 오히려 느림). 섞는 순서와 뒤집기는 `generator` 에서: 이어하기 때 되살아남."""
+    """한 epoch 학습 → 이미지당 평균 손실.
+
+    데이터는 텐서 그대로 잘라 씁니다: 64×64 이미지 16,000장 ≈ 200 MB 라 메모리에 들어가고, 2코어에서
+    DataLoader 작업자는 오히려 느립니다. 섞는 순서와 뒤집기는 `generator` 에서 뽑으므로
+    이어하기 때 되살아납니다.
+    """
     model.train()  # BatchNorm 이 배치 통계를 쓰고 이동 평균을 갱신
     order = torch.randperm(len(data), generator=generator)
     flips = torch.rand(len(data), generator=generator) < 0.5
@@ -489,7 +506,8 @@ def mean_average_precision(detections, ground_truths, num_classes: int,
             if t == 0:
                 curves[c] = (recall, precision)
         table[c] = float(np.mean(aps))
-    return {"map": float(np.mean(list(table.values()))) if table else 0.0, "per_class": table, "curves": curves}
+    mean = float(np.mean(list(table.values()))) if table else 0.0
+    return {"map": mean, "per_class": table, "curves": curves}
 
 
 @torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리와 시간 절약
@@ -519,8 +537,9 @@ def evaluate(model, data: DetectionSet, config: Config, device, max_batches: int
                             raw.shape[1], config.image_size, model.num_classes)
     loss, terms = yolo_loss(raw, target, config.lambda_coord, config.lambda_noobj)
     truths = ground_truth_list(data, count)
-    map50 = mean_average_precision(detections, truths, model.num_classes, (0.5,), "all")["map"]
-    map50_95 = mean_average_precision(detections, truths, model.num_classes, COCO_IOU_THRESHOLDS, "coco101")["map"]
+    num_classes = model.num_classes
+    map50 = mean_average_precision(detections, truths, num_classes, (0.5,), "all")["map"]
+    map50_95 = mean_average_precision(detections, truths, num_classes, COCO_IOU_THRESHOLDS, "coco101")["map"]
     return {"loss": loss.item(), **{name: value.item() for name, value in terms.items()},
             "map50": map50, "map50_95": map50_95}
 
@@ -539,11 +558,13 @@ def draw_boxes(ax, boxes, labels, classes, color, scores=None, linestyle="-"):
                 bbox={"facecolor": "black", "alpha": 0.4, "pad": 0.5, "linewidth": 0})
 
 
-def plot_grid_and_target(data: DetectionSet, classes: list[str], grid_size: int, path: Path, show: bool) -> None:
+def plot_grid_and_target(data: DetectionSet, classes: list[str], grid_size: int, path: Path,
+                         show: bool) -> None:
     """YOLO 의 생각을 한 장에: 격자, 정답 상자, 중심이 든 칸(책임 칸), 그리고 그 이미지의 목표 텐서."""
     image_size = data.images.shape[-1]
     truth = ground_truth_list(data, 1)[0]
-    target = encode_targets(data.boxes[:1], data.labels[:1], grid_size, image_size, len(classes))[0]  # (S, S, 5+C)
+    target = encode_targets(data.boxes[:1], data.labels[:1], grid_size, image_size, len(classes))[0]
+    # target: (S, S, 5 + C)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.8))
     left.imshow(data.images[0].permute(1, 2, 0).numpy())  # (C,H,W) → (H,W,C)
     cell = image_size / grid_size
@@ -551,7 +572,8 @@ def plot_grid_and_target(data: DetectionSet, classes: list[str], grid_size: int,
         left.axhline(k * cell - 0.5, color="white", linewidth=0.6, alpha=0.7)
         left.axvline(k * cell - 0.5, color="white", linewidth=0.6, alpha=0.7)
     for row, column in torch.nonzero(target[..., 4] > 0).tolist():
-        left.add_patch(plt.Rectangle((column * cell - 0.5, row * cell - 0.5), cell, cell, color="yellow", alpha=0.35))
+        corner = (column * cell - 0.5, row * cell - 0.5)
+        left.add_patch(plt.Rectangle(corner, cell, cell, color="yellow", alpha=0.35))
     draw_boxes(left, truth[0], truth[1], classes, "red")
     centres = xyxy_to_cxcywh(truth[0])
     left.scatter(centres[:, 0] - 0.5, centres[:, 1] - 0.5, color="red", s=12)
@@ -610,8 +632,8 @@ def plot_detections(data: DetectionSet, detections: list[dict], classes: list[st
         ax.imshow(data.images[n].permute(1, 2, 0).numpy())  # (C,H,W) → (H,W,C)
         draw_boxes(ax, truths[n][0], truths[n][1], classes, "lime", linestyle="--")
         shown = detections[n]["scores"] >= threshold
-        draw_boxes(ax, detections[n]["boxes"][shown].cpu(), detections[n]["labels"][shown].cpu(), classes, "red",
-                   scores=detections[n]["scores"][shown].tolist())
+        mine = {key: value[shown].cpu() for key, value in detections[n].items()}
+        draw_boxes(ax, mine["boxes"], mine["labels"], classes, "red", scores=mine["scores"].tolist())
         ax.set_title(f"truth {len(truths[n][1])}, predicted {int(shown.sum())}", fontsize=8)
     fig.suptitle(f"held-out images: ground truth (green dashed) vs predictions (red, score >= {threshold})")
     save_figure(fig, path, show)
@@ -623,7 +645,8 @@ def plot_pr_curves(curves: dict, per_class: dict, classes: list[str], path: Path
     for c, (recall, precision) in curves.items():
         line, = ax.plot(recall, precision, alpha=0.35)
         envelope = np.maximum.accumulate(precision[::-1])[::-1]
-        ax.step(recall, envelope, where="post", color=line.get_color(), label=f"{classes[c]} AP={per_class[c]:.3f}")
+        ax.step(recall, envelope, where="post", color=line.get_color(),
+                label=f"{classes[c]} AP={per_class[c]:.3f}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1.02)
@@ -643,7 +666,7 @@ def plot_pr_curves(curves: dict, per_class: dict, classes: list[str], path: Path
 def predict(config: Config, device) -> dict:
     """best.pt 로 이미지 한 장을 검출 → prediction.png(상자를 그린 사진), prediction.json, 화면 출력."""
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="predict")
+    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
     image_size, classes = checkpoint["model_args"]["image_size"], checkpoint["extra"]["classes"]
     path = Path(config.predict)
     if not path.exists():
@@ -655,7 +678,8 @@ def predict(config: Config, device) -> dict:
         raise UserError(f"{path} 를 이미지로 읽을 수 없습니다 (JPG, PNG, BMP 등을 쓰세요).")
     height, width = image.shape[:2]
     if min(height, width) < STRIDE or max(height, width) / min(height, width) > 8:
-        raise UserError(f"{path} ({width}x{height}) 는 너무 작거나 가로세로 비율이 극단적이라 검출할 수 없습니다.")
+        raise UserError(f"{path} ({width}x{height}) 는 너무 작거나 가로세로 비율이 극단적이라 "
+                        "검출할 수 없습니다.")
     if image.std() < 2:  # 회색 한 가지에 가까운 이미지: 학습 분포와 너무 멀어 결과가 의미 없음
         raise UserError(f"{path} 는 거의 한 가지 색이라 검출할 것이 없습니다.")
     canvas, scale_x, scale_y, pad_left, pad_top = letterbox(image, image_size)
@@ -676,7 +700,8 @@ def predict(config: Config, device) -> dict:
     ax.axis("off")
     save_figure(fig, out_dir / "prediction.png", config.show)
     record = {"image": str(path), "width": width, "height": height, "detections": results}
-    (out_dir / "prediction.json").write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    text = json.dumps(record, indent=2, ensure_ascii=False)
+    (out_dir / "prediction.json").write_text(text, encoding="utf-8")
     print(f"{path}: 검출 {len(results)}개 (점수 ≥ {config.score_threshold}) → {out_dir / 'prediction.png'}")
     for result in results:
         print(f"  {result['class']:<10} {result['score']:.3f}  {result['box_xyxy']}")
@@ -703,15 +728,16 @@ def interpolation_study(detections, truths, classes, path: Path, show: bool) -> 
     sampled = np.concatenate([envelope, [0.0]])[np.searchsorted(recall, points, side="left")]
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.plot(recall, precision, color="grey", alpha=0.6, label="raw PR curve")
-    ax.fill_between(recall, envelope, step="pre", alpha=0.2, label=f"all-point area = {results['all']['per_class'][worst]:.4f}")
+    ap = {method: results[method]["per_class"][worst] for method in results}
+    ax.fill_between(recall, envelope, step="pre", alpha=0.2, label=f"all-point area = {ap['all']:.4f}")
     ax.step(recall, envelope, where="pre", color="C0", label="precision envelope")
-    ax.scatter(points, sampled, color="C3", zorder=3, label=f"VOC 11 points = {results['voc11']['per_class'][worst]:.4f}")
+    ax.scatter(points, sampled, color="C3", zorder=3, label=f"VOC 11 points = {ap['voc11']:.4f}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(f"AP interpolation for class '{classes[worst]}' (COCO 101: {results['coco101']['per_class'][worst]:.4f})",
+    ax.set_title(f"AP interpolation, class '{classes[worst]}' (COCO 101 points: {ap['coco101']:.4f})",
                  fontsize=9)
     save_figure(fig, path, show)
     return {f"test_map50_{m}": results[m]["map"] for m in results}
@@ -725,7 +751,7 @@ def nms_study(model, data: DetectionSet, config: Config, device, max_batches) ->
         _, detections = predict_batches(model, data, config.image_size, device, max_batches,
                                         nms_iou, config.batch_size)
         shown = np.mean([(d["scores"] >= config.score_threshold).sum().item() for d in detections])
-        score = mean_average_precision(detections, truths[: len(detections)], model.num_classes, (0.5,))["map"]
+        score = mean_average_precision(detections, truths[: len(detections)], model.num_classes)["map"]
         results[name] = (score, shown)
     print("\n[부록] NMS 효과 (시험 세트): " + ", ".join(
         f"{name} mAP@0.5={score:.4f}, 이미지당 상자 {shown:.2f}개 (점수 ≥ {config.score_threshold})"
@@ -745,7 +771,10 @@ def nms_check(raw: torch.Tensor, boxes_per_cell: int, config: Config) -> None:
 
 @torch.no_grad()
 def detection_speed(model, data: DetectionSet, config: Config, device, max_batches) -> float:
-    """검출 속도 (images/s): 모델 + 해독 + NMS, 배치 크기 config.batch_size. 실행마다 달라 timing 에 둡니다."""
+    """검출 속도 (images/s): 모델 + 해독 + NMS, 배치 크기 config.batch_size.
+
+    실행마다 (기계가 얼마나 바쁜지에 따라) 달라지므로 metrics 가 아니라 timing 에 둡니다.
+    """
     predict_batches(model, data.subset(slice(0, config.batch_size)), config.image_size, device,
                     1, config.nms_iou, config.batch_size)  # 첫 호출의 준비 비용 제외
     if device.type == "cuda":
@@ -791,8 +820,8 @@ def main(config: Config) -> dict:
     model_args = {"num_classes": len(classes), "boxes_per_cell": config.boxes_per_cell, "width": config.width,
                   "image_size": config.image_size}
     model = build_model(**model_args).to(device)
-    print(f"장치(device): {device} | 모델 파라미터 {count_parameters(model):,}개 | 출력 (N, {grid_size}, {grid_size}, "
-          f"{config.boxes_per_cell}·5 + {len(classes)})")
+    print(f"장치(device): {device} | 모델 파라미터 {count_parameters(model):,}개 | "
+          f"출력 (N, {grid_size}, {grid_size}, {config.boxes_per_cell}·5 + {len(classes)})")
     steps = min(math.ceil(len(data.train) / config.batch_size), max_batches or math.inf)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # OneCycle: 처음 20% 동안 학습률을 올리고(warm-up) 코사인으로 내림. 일정이 epochs 에 달려 있으므로
@@ -806,9 +835,10 @@ def main(config: Config) -> dict:
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
-                                                     generators=[loader_generator], history=history, extra=extra)
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator], history=history,
-                                        best=-math.inf, free=FREE_FIELDS - {"epochs"})
+                                                     generators=[loader_generator], history=history,
+                                                     extra=extra)
+    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                        history=history, best=-math.inf, free=FREE_FIELDS - {"epochs"})
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -839,22 +869,25 @@ def main(config: Config) -> dict:
     table = mean_average_precision(detections, truths, len(classes), (0.5,), "all")
     print("  클래스별 AP@0.5: " + ", ".join(f"{classes[c]} {ap:.3f}" for c, ap in table["per_class"].items()))
     speed = detection_speed(model, data.test, config, device, max_batches)
-    print(f"  검출 속도 {speed:,.0f} images/s (모델 + 해독 + NMS, {device}) | 학습 {train_speed:,.0f} images/s")
+    print(f"  검출 속도 {speed:,.0f} images/s (모델 + 해독 + NMS, {device}) | "
+          f"학습 {train_speed:,.0f} images/s")
 
     # 5. 시각화
     plot_training(history.rows, out_dir / "history.png", config.show)
     plot_pr_curves(table["curves"], table["per_class"], classes, out_dir / "pr_curves.png", config.show)
-    plot_detections(data.test, detections, classes, config.score_threshold, out_dir / "detections.png", config.show)
+    plot_detections(data.test, detections, classes, config.score_threshold, out_dir / "detections.png",
+                    config.show)
 
     # 부록(실험): 각자 결과가 앞선 난수에 기대지 않음 (난수를 쓰지 않음)
     study = interpolation_study(detections, truths, classes, out_dir / "ap_interpolation.png", config.show)
     study |= nms_study(model, data.test, config, device, max_batches)
 
-    metrics = {"test_map50": test["map50"], "test_map50_95": test["map50_95"], "train_map50": train_check["map50"],
-               "train_map50_95": train_check["map50_95"], "test_loss": test["loss"], **study}
+    metrics = {"test_map50": test["map50"], "test_map50_95": test["map50_95"],
+               "train_map50": train_check["map50"], "train_map50_95": train_check["map50_95"],
+               "test_loss": test["loss"], **study}
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.perf_counter() - started, parameters=count_parameters(model), metrics=metrics,
-                     headline="test_map50",
+                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
+                     metrics=metrics, headline="test_map50",
                      timing={"images_per_second": speed, "train_images_per_second": train_speed})
     print(f"\n끝 ({time.perf_counter() - started:.0f}초): 시험 mAP@0.5 {test['map50']:.4f}, "
           f"mAP@[.5:.95] {test['map50_95']:.4f} → {out_dir}")

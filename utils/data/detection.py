@@ -41,13 +41,16 @@ BOX_TOLERANCE = 0.01  # 정규화 좌표가 0~1 을 이만큼 넘는 것은 반�
 SHAPE_CLASSES = ["ellipse", "rectangle", "triangle", "diamond", "cross"]
 SHAPE_MIN_SIZE = 0.16  # 도형 한 변의 최소 길이 (이미지 변의 비율): 64 px 에서 약 10 px
 SHAPE_MAX_SIZE = 0.44  # 최대 길이: 64 px 에서 약 28 px
-SHAPE_MAX_OVERLAP = 0.4  # 두 상자의 교집합 / 작은 상자 넓이 의 상한: 뒤에 그린 도형이 앞의 것을 다 가리지 않게
+SHAPE_MAX_OVERLAP = 0.4  # (두 상자의 교집합 / 작은 상자 넓이) 상한: 뒤의 도형이 앞의 것을 다 가리지 않게
 TEST_SEED = 20240601  # 시험 세트의 시드: --seed 와 상관없이 늘 같은 시험 세트 (실행 사이 비교용)
 
 
 @dataclass
 class DetectionSet:
-    """이미지와 상자. images (N,3,H,W) uint8, boxes (N,M,4) float32 픽셀 xyxy, labels (N,M) int64 (-1 = 빈 자리)."""
+    """이미지와 상자: images (N,3,H,W) uint8, boxes (N,M,4) float32 픽셀 xyxy, labels (N,M) int64.
+
+    labels 의 -1 은 빈 자리(패딩)입니다: 이미지마다 물체 수가 달라 M 에 맞춰 채운 것.
+    """
 
     images: torch.Tensor
     boxes: torch.Tensor
@@ -69,7 +72,8 @@ class DetectionData:
     name: str  # 실행 기록에 남는 데이터 이름
 
 
-def pad_targets(box_lists: list[np.ndarray], label_lists: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_targets(box_lists: list[np.ndarray],
+                label_lists: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """이미지마다 개수가 다른 상자 목록 → (N, M, 4), (N, M) 텐서 (빈 자리: 상자 0, 라벨 -1)."""
     count = len(box_lists)
     most = max([len(b) for b in box_lists] + [1])
@@ -159,7 +163,8 @@ def make_shapes_image(rng: np.random.Generator, size: int = 64, max_objects: int
             mask = _draw_shape_mask(SHAPE_CLASSES[kind], x1, y1, w, h, size)
             ys, xs = np.nonzero(mask)
             box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
-            cell = (int((box[1] + box[3]) / 2 / size * grid_size), int((box[0] + box[2]) / 2 / size * grid_size))
+            cell = (int((box[1] + box[3]) / 2 / size * grid_size),  # (행, 열)
+                    int((box[0] + box[2]) / 2 / size * grid_size))
             if cell in used_cells or not _overlap_ok(box, boxes):
                 continue
             # 배경과 구별되는 색: 배경 평균에서 한 채널 이상이 충분히 떨어지게
@@ -188,7 +193,8 @@ def make_shapes(count: int, seed: int, image_size: int = 64, max_objects: int = 
         box_lists.append(boxes)
         label_lists.append(labels)
     boxes, labels = pad_targets(box_lists, label_lists)
-    return DetectionSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), boxes, labels)  # (N,H,W,C) → (N,C,H,W)
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (N,H,W,C) → (N,C,H,W)
+    return DetectionSet(images, boxes, labels)
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +294,10 @@ def read_class_names(root: Path) -> list[str]:
 
 
 def parse_yolo_label(path: Path, num_classes: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """YOLO 라벨 파일 → (boxes (K,4) 원본 픽셀 xyxy, labels (K,)). 잘못된 줄은 파일과 줄 번호를 말하는 UserError."""
+    """YOLO 라벨 파일 → (boxes (K,4) 원본 픽셀 xyxy, labels (K,)).
+
+    잘못된 줄은 파일과 줄 번호를 말하는 한 줄 UserError.
+    """
     boxes, labels = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         fields = line.split()
@@ -302,7 +311,8 @@ def parse_yolo_label(path: Path, num_classes: int, width: int, height: int) -> t
             class_id = int(fields[0])
             cx, cy, w, h = (float(v) for v in fields[1:])
         except ValueError:
-            raise UserError(f"{where}: 숫자가 아닌 값이 있습니다 (클래스는 정수, 나머지는 0~1 실수).") from None
+            raise UserError(f"{where}: 숫자가 아닌 값이 있습니다 "
+                            "(클래스는 정수, 나머지는 0~1 실수).") from None
         if not 0 <= class_id < num_classes:
             raise UserError(f"{where}: 클래스 번호 {class_id} 가 범위 밖입니다 (클래스 {num_classes}개: "
                             f"0~{num_classes - 1}).")
@@ -317,7 +327,8 @@ def parse_yolo_label(path: Path, num_classes: int, width: int, height: int) -> t
     return np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(labels, dtype=np.int64)
 
 
-def _load_pairs(pairs: list[tuple[Path, Path | None]], image_size: int, read_labels) -> tuple[DetectionSet, list[Path]]:
+def _load_pairs(pairs: list[tuple[Path, Path | None]], image_size: int,
+                read_labels) -> tuple[DetectionSet, list[Path]]:
     """(이미지 경로, 라벨 경로 또는 None) 목록 → 레터박스한 DetectionSet, 읽지 못한 이미지 목록."""
     images, box_lists, label_lists, unreadable = [], [], [], []
     for image_path, label_path in pairs:
@@ -481,7 +492,8 @@ def load_detection_data(mode: str, data_dir: str, smoke: bool, seed: int, *, ima
         else:
             everything = sets.get("all") or next(iter(sets.values()))
             if len(everything) < 3:
-                raise UserError(f"{root} 에 읽을 수 있는 이미지가 {len(everything)}장뿐입니다 (3장 이상 필요).")
+                raise UserError(f"{root} 에 읽을 수 있는 이미지가 {len(everything)}장뿐입니다 "
+                                "(3장 이상 필요).")
             rest, test = split_set(everything, val_fraction, seed + 1)
             train, val = split_set(rest, val_fraction, seed)
         if len(train) == 0 or len(test) == 0:
