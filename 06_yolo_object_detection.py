@@ -79,7 +79,7 @@ COCO_IOU_THRESHOLDS = [0.5 + 0.05 * i for i in range(10)]  # mAP@[.5:.95]: 0.50,
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "06_yolo_object_detection"  # 출력 폴더 outputs/06_yolo_object_detection/
-    epochs: int = 10  # 16,000장 × 10: 조용한 2코어 CPU 에서 약 7분 (보고서의 측정 참고)
+    epochs: int = 12  # 16,000장 × 12: 조용한 2코어 CPU 에서 약 6~7분 (기대 결과 참고)
     batch_size: int = 64  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 3e-3  # AdamW 최대 학습률 (OneCycle 의 꼭대기)
     weight_decay: float = 1e-4  # AdamW 가중치 감쇠: 작은 모델이라 약하게
@@ -341,7 +341,7 @@ def train_one_epoch(model, data: DetectionSet, optimizer, scheduler, config: Con
     num_classes = model.num_classes
     total, seen = 0.0, 0
     for step, index in enumerate(progress(batches, desc=f"epoch {epoch}")):
-        images = data.images[index].to(device).float() / 255  # (N, 3, H, W), 0~1
+        images = to_model_input(data.images[index], device)  # (N, 3, H, W), 0~1
         boxes, labels = data.boxes[index].to(device), data.labels[index].to(device)
         if config.flip:
             images, boxes = flip_horizontal(images, boxes, flips[index].to(device))
@@ -359,6 +359,16 @@ def train_one_epoch(model, data: DetectionSet, optimizer, scheduler, config: Con
 
 def model_grid(image_size: int) -> int:
     return image_size // STRIDE
+
+
+def to_model_input(images: torch.Tensor, device) -> torch.Tensor:
+    """uint8 (N, 3, H, W) 0~255 → float 0~1, channels_last 메모리 배치.
+
+    channels_last(NHWC): 같은 텐서를 픽셀마다 채널이 붙어 있게 저장합니다. CPU 합성곱(oneDNN)이 이
+    배치에서 더 빨라 이 모델의 학습이 약 30% 빨라졌습니다 (측정값). 값과 모양은 그대로입니다.
+    """
+    images = images.to(device).float() / 255
+    return images.contiguous(memory_format=torch.channels_last)
 
 
 # %% [markdown]
@@ -410,7 +420,10 @@ def decode_predictions(raw: torch.Tensor, boxes_per_cell: int, image_size: int, 
     for n in range(count):  # (S·S·B 개 후보) → 문턱 → NMS → 상한
         keep = torch.nonzero(scores[n] > score_threshold).flatten()
         if nms_iou is not None:
-            keep = keep[batched_nms(boxes[n, keep], scores[n, keep], labels[n, keep], nms_iou)]
+            # 위의 손으로 쓴 batched_nms 와 같은 결과(nms_check 와 tests 가 확인)지만 그쪽은 파이썬 반복문이라
+            # 느립니다. 학습 중 매 epoch 의 평가에서는 라이브러리 한 줄(C++ 구현)을 씁니다.
+            survivors = torchvision.ops.batched_nms(boxes[n, keep], scores[n, keep], labels[n, keep], nms_iou)
+            keep = keep[survivors]
         else:
             keep = keep[scores[n, keep].argsort(descending=True, stable=True)]
         keep = keep[:MAX_DETECTIONS]
@@ -433,34 +446,36 @@ def decode_predictions(raw: torch.Tensor, boxes_per_cell: int, image_size: int, 
 
 # %%
 def match_detections(detections: list[dict], ground_truths: list[tuple[torch.Tensor, torch.Tensor]],
-                     iou_thresholds: list[float], num_classes: int):
-    """모든 이미지의 검출을 정답과 짝짓습니다.
+                     iou_thresholds: list[float], num_classes: int) -> list[dict]:
+    """모든 이미지의 검출을 정답과 짝짓습니다 (COCO 와 같은 탐욕적(greedy) 짝짓기).
 
-    반환: 클래스마다 (점수 (K,), TP 여부 (T, K) bool, 정답 수) — T = IoU 문턱 수, 검출은 이미지 순서.
+    반환: 클래스마다 {"scores": [이미지별 (K,)], "tp": [이미지별 (T, K) bool], "gt": 정답 수}
+    T = IoU 문턱 수. 이미지 안에서는 점수 내림차순.
     """
-    per_class = [([], [], 0) for _ in range(num_classes)]
     per_class = [{"scores": [], "tp": [], "gt": 0} for _ in range(num_classes)]
     thresholds = np.asarray(iou_thresholds)
     for detection, (true_boxes, true_labels) in zip(detections, ground_truths):
-        det_boxes, det_scores, det_labels = (detection[k].cpu() for k in ("boxes", "scores", "labels"))
+        order = detection["scores"].cpu().argsort(descending=True, stable=True)
+        boxes, scores, labels = (detection[k].cpu()[order] for k in ("boxes", "scores", "labels"))
+        true_labels = true_labels.cpu()
+        # 한 이미지의 IoU 표를 한 번에 (K, G); 클래스가 다른 쌍은 -1 로 지워 짝이 될 수 없게
+        ious = box_iou(boxes, true_boxes.cpu()).numpy()
+        ious[labels.numpy()[:, None] != true_labels.numpy()[None, :]] = -1.0
+        tp = np.zeros((len(thresholds), len(order)), dtype=bool)
+        for t, threshold in enumerate(thresholds):
+            taken = np.zeros(ious.shape[1], dtype=bool)
+            for k in np.nonzero((ious >= thresholds.min()).any(axis=1))[0]:  # 어느 문턱에도 못 미치면 늘 FP
+                candidates = np.where(taken, -1.0, ious[k])  # 이미 짝지어진 정답은 제외
+                best = candidates.argmax()
+                if candidates[best] >= threshold:
+                    taken[best] = True
+                    tp[t, k] = True
         for c in range(num_classes):
-            truth = true_boxes[true_labels == c]
-            mine = torch.nonzero(det_labels == c).flatten()
-            mine = mine[det_scores[mine].argsort(descending=True, stable=True)]
-            per_class[c]["gt"] += len(truth)
-            if len(mine) == 0:
-                continue
-            ious = box_iou(det_boxes[mine], truth).numpy() if len(truth) else np.zeros((len(mine), 0))
-            tp = np.zeros((len(thresholds), len(mine)), dtype=bool)
-            for t, threshold in enumerate(thresholds):
-                taken = np.zeros(len(truth), dtype=bool)
-                for k in range(len(mine)):
-                    candidates = np.where(taken, -1.0, ious[k])  # 이미 짝지어진 정답은 제외
-                    if len(truth) and candidates.max() >= threshold:
-                        taken[candidates.argmax()] = True
-                        tp[t, k] = True
-            per_class[c]["scores"].append(det_scores[mine].numpy())
-            per_class[c]["tp"].append(tp)
+            per_class[c]["gt"] += int((true_labels == c).sum())
+            mine = (labels == c).numpy()
+            if mine.any():
+                per_class[c]["scores"].append(scores.numpy()[mine])
+                per_class[c]["tp"].append(tp[:, mine])
     return per_class
 
 
@@ -517,7 +532,7 @@ def predict_batches(model, data: DetectionSet, image_size: int, device, max_batc
     model.eval()  # BatchNorm 은 학습 때 모은 이동 평균을 씀 (배치 구성에 따라 결과가 바뀌지 않게)
     raws, detections = [], []
     for index in list(torch.split(torch.arange(len(data)), batch_size))[:max_batches]:
-        raw = model(data.images[index].to(device).float() / 255)
+        raw = model(to_model_input(data.images[index], device))
         raws.append(raw)
         detections += decode_predictions(raw, model.boxes_per_cell, image_size, MIN_SCORE, nms_iou)
     return torch.cat(raws), detections
@@ -684,7 +699,7 @@ def predict(config: Config, device) -> dict:
         raise UserError(f"{path} 는 거의 한 가지 색이라 검출할 것이 없습니다.")
     canvas, scale_x, scale_y, pad_left, pad_top = letterbox(image, image_size)
     with torch.no_grad():
-        tensor = torch.from_numpy(canvas).permute(2, 0, 1)[None].to(device).float() / 255  # (1, 3, H, W)
+        tensor = to_model_input(torch.from_numpy(canvas).permute(2, 0, 1)[None], device)  # (1, 3, H, W)
         detection = decode_predictions(model(tensor), model.boxes_per_cell, image_size,
                                        config.score_threshold, config.nms_iou)[0]
     boxes = detection["boxes"].cpu().clone()
@@ -819,7 +834,7 @@ def main(config: Config) -> dict:
     # 2. 모델
     model_args = {"num_classes": len(classes), "boxes_per_cell": config.boxes_per_cell, "width": config.width,
                   "image_size": config.image_size}
-    model = build_model(**model_args).to(device)
+    model = build_model(**model_args).to(device, memory_format=torch.channels_last)  # to_model_input 참고
     print(f"장치(device): {device} | 모델 파라미터 {count_parameters(model):,}개 | "
           f"출력 (N, {grid_size}, {grid_size}, {config.boxes_per_cell}·5 + {len(classes)})")
     steps = min(math.ceil(len(data.train) / config.batch_size), max_batches or math.inf)
