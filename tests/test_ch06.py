@@ -71,21 +71,23 @@ def test_map_perfect_and_empty():
 
 
 def test_map_hand_worked_mixed_case():
-    """3 개의 정답, 점수 순 검출 TP, FP, TP, FP:
-    재현율 1/3, 1/3, 2/3, 2/3 / 정밀도 1, 1/2, 2/3, 1/2 → 포락선 1, 2/3, 2/3, 1/2.
-    모든 점: 1/3·1 + 1/3·2/3 = 5/9. VOC 11점: t=0~0.3 → 1 (4점), t=0.4~0.6 → 2/3 (3점) → 6/11.
-    COCO 101점: t=0.00~0.33 → 1 (34점), t=0.34~0.66 → 2/3 (33점) → 56/101.
+    """정답 3개, 점수 순 검출 TP, FP, TP, TP:
+    재현율 1/3, 1/3, 2/3, 1 / 정밀도 1, 1/2, 2/3, 3/4 → 포락선 1, 3/4, 3/4, 3/4.
+    모든 점: 1/3·1 + 1/3·3/4 + 1/3·3/4 = 5/6 (포락선 대신 정밀도 그대로면 0.806).
+    VOC 11점: t=0~0.3 → 1 (4점), t=0.4~1.0 → 3/4 (7점) → 9.25/11.
+    COCO 101점: t=0.00~0.33 → 1 (34점), t=0.34~1.00 → 3/4 (67점) → 84.25/101.
     클래스 1 은 정답이 없으므로 (검출이 있어도) 평균에서 빠집니다.
     """
     detections = [
-        detection([[0, 0, 10, 10], [40, 40, 50, 50], [50, 0, 60, 8]], [0.9, 0.8, 0.5], [0, 0, 1]),  # TP, FP
-        detection([[5, 5, 15, 15], [60, 60, 62, 62]], [0.7, 0.6], [0, 0]),  # TP, FP
+        detection([[0, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 30], [50, 0, 60, 8]],
+                  [0.9, 0.8, 0.6, 0.5], [0, 0, 0, 1]),  # TP, FP, TP, (클래스 1)
+        detection([[5, 5, 15, 15]], [0.7], [0]),  # TP
     ]
     results = {method: ch06.mean_average_precision(detections, TRUTH, 2, (0.5,), method)
                for method in ("all", "voc11", "coco101")}
-    assert results["all"]["map"] == pytest.approx(5 / 9)
-    assert results["voc11"]["map"] == pytest.approx(6 / 11)
-    assert results["coco101"]["map"] == pytest.approx(56 / 101)
+    assert results["all"]["map"] == pytest.approx(5 / 6)
+    assert results["voc11"]["map"] == pytest.approx(9.25 / 11)
+    assert results["coco101"]["map"] == pytest.approx(84.25 / 101)
     assert list(results["all"]["per_class"]) == [0]
     # 같은 정답에 두 번째로 맞춘 상자는 FP (한 정답은 한 번만 짝지음)
     duplicate = [detection([[0, 0, 10, 10], [0, 0, 10, 10.5]], [0.9, 0.8], [0, 0]), detection([], [], [])]
