@@ -292,7 +292,8 @@ def test_bad_label_folder_is_one_line_exit_2(tmp_path):
 def test_short_run_beats_untrained_model_and_predicts(tmp_path):
     """짧은 학습(1,500장 × 4 epoch)의 시험 mAP@0.5 가 학습하지 않은 모델보다 0.3 이상 높아야 합니다.
 
-    학습하지 않은 모델은 ~0.01 (무작위 상자). 측정: 짧은 학습 ≈ (보고서 참고).
+    학습하지 않은 모델은 0.05 미만 (무작위 상자). 같은 설정의 전체 학습은 epoch 1 에서 이미 검증 mAP@0.5
+    0.75 를 넘으므로(16,000장 기준) 0.3 은 넉넉한 여유이면서, 손실이나 해독이 깨지면 넘을 수 없는 선입니다.
     """
     torch.manual_seed(0)
     config = ch06.Config(data="offline", device="cpu", out_dir=str(tmp_path), train_size=1500, val_size=200,
