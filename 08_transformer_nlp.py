@@ -80,7 +80,8 @@ from utils.visualization import plot_history, save_figure
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"  # 어휘의 0~3번: 패딩, 모르는 단어, 문장 시작, 끝
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-MODEL_SIZES = {  # --model-size: 이름 → 모델 크기. base 는 bentrevett 튜토리얼의 Multi30k 트랜스포머와 같은 크기
+# --model-size: 이름 → 모델 크기. base 는 bentrevett 튜토리얼의 Multi30k 트랜스포머와 같은 크기
+MODEL_SIZES = {
     "small": {"d_model": 128, "heads": 4, "layers": 2, "d_ff": 256},  # 어휘 ~100 의 절차적 문장에 충분
     "base": {"d_model": 256, "heads": 8, "layers": 3, "d_ff": 512},  # Multi30k: 1스레드로 epoch 당 수 분
 }
@@ -88,11 +89,11 @@ MODEL_SIZES = {  # --model-size: 이름 → 모델 크기. base 는 bentrevett �
 
 @dataclass
 class Config(RunConfig):
-    chapter: ClassVar[str] = "08_transformer_nlp"  # 출력 폴더 outputs/08_transformer_nlp/, 체크포인트 주인 표시
-    epochs: int = 8  # 오프라인은 4~5 epoch 에 시험 BLEU 가 거의 100, Multi30k 는 6~8 epoch 에 35 를 넘음
+    chapter: ClassVar[str] = "08_transformer_nlp"  # 출력 폴더 이름, 체크포인트 주인 표시
+    epochs: int = 6  # 오프라인은 4~5 epoch 에 시험 BLEU 가 거의 100, Multi30k 는 6~8 epoch 에 35 를 넘음
     batch_size: int = 128  # 문장 쌍 수. 길이가 비슷한 문장끼리 묶어 패딩 낭비를 줄임
     lr: float = 1e-3  # 워밍업이 끝났을 때의 최고 학습률 (Adam). 그 뒤 1/√걸음 으로 줄어듦
-    warmup_epochs: float = 1.0  # 학습률을 0 → lr 로 선형으로 올리는 기간 (epoch 단위; 걸음 수는 데이터 크기로)
+    warmup_epochs: float = 1.0  # 학습률을 0 → lr 로 선형으로 올리는 기간 (epoch 단위)
     model_size: Literal["auto", "small", "base"] = "auto"  # auto: 오프라인 small, Multi30k base
     dropout: float = 0.1  # 트랜스포머 논문의 값 (잔차·어텐션 가중치·임베딩)
     label_smoothing: float = 0.1  # 정답에 1-ε, 나머지 단어에 ε 를 나눠 줌 (논문의 값): 과신을 막음
@@ -107,13 +108,15 @@ class Config(RunConfig):
     def __post_init__(self):
         for name in ("min_freq", "beam"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다 (받은 값: {getattr(self, name)}).")
+                raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다 "
+                                 f"(받은 값: {getattr(self, name)}).")
         if self.max_len < 8:
             raise ValueError(f"--max-len 은 8 이상이어야 합니다 (받은 값: {self.max_len}).")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"--dropout 은 0 이상 1 미만이어야 합니다 (받은 값: {self.dropout}).")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"--label-smoothing 은 0 이상 1 미만이어야 합니다 (받은 값: {self.label_smoothing}).")
+            raise ValueError("--label-smoothing 은 0 이상 1 미만이어야 합니다 "
+                             f"(받은 값: {self.label_smoothing}).")
         if self.warmup_epochs < 0 or self.length_penalty < 0:
             raise ValueError("--warmup-epochs 와 --length-penalty 는 0 이상이어야 합니다 "
                              f"(받은 값: {self.warmup_epochs}, {self.length_penalty}).")
@@ -200,7 +203,8 @@ def prepare_data(data, config: Config):
     splits = [encode_split(pairs, source_stoi, target_stoi, config.max_len)
               for pairs in (data.train, data.val, data.test)]
     unknown = (splits[2].source == UNK_ID).sum().item() / (splits[2].source > EOS_ID).sum().item()
-    print(f"[데이터] {data.name}: 학습 {len(data.train):,} / 검증 {len(data.val):,} / 시험 {len(data.test):,} 쌍, "
+    print(f"[데이터] {data.name}: 학습 {len(data.train):,} / 검증 {len(data.val):,} / "
+          f"시험 {len(data.test):,} 쌍, "
           f"어휘 {data.source_language} {len(source_itos):,} / {data.target_language} {len(target_itos):,} "
           f"(학습 분할, 최소 빈도 {config.min_freq}), 시험 원문의 <unk> {unknown:.1%}")
     source, target = data.train[0]
@@ -209,7 +213,8 @@ def prepare_data(data, config: Config):
     return source_itos, target_itos, *splits
 
 
-def make_batches(split: EncodedSplit, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+def make_batches(split: EncodedSplit, batch_size: int,
+                 generator: torch.Generator | None) -> list[torch.Tensor]:
     """배치마다의 행 번호. generator 가 있으면 섞되, 길이가 비슷한 문장끼리 묶습니다(bucketing).
 
     1) 무작위 순서  2) 큰 덩어리(배치 50개 분량)마다 원문 길이로 정렬  3) 배치로 자름  4) 배치 순서를 섞음.
@@ -291,11 +296,13 @@ def why_scale_by_sqrt_dk(seed: int) -> dict[int, tuple[float, float]]:
     generator = torch.Generator().manual_seed(seed)
     result = {}
     for d_k in (4, 64, 512):
-        query, key = torch.randn(1000, 1, d_k, generator=generator), torch.randn(1000, 10, d_k, generator=generator)
+        query = torch.randn(1000, 1, d_k, generator=generator)  # 질의 1000개
+        key = torch.randn(1000, 10, d_k, generator=generator)  # 질의마다 키 10개
         scores = (query @ key.transpose(1, 2)).squeeze(1)  # (1000, 10)
         result[d_k] = (scores.softmax(-1).max(-1).values.mean().item(),
                        (scores / math.sqrt(d_k)).softmax(-1).max(-1).values.mean().item())
-        print(f"[√d_k] d_k={d_k:>3}: 점수 표준편차 {scores.std():5.1f} (나누면 {(scores / math.sqrt(d_k)).std():.2f}), "
+        print(f"[√d_k] d_k={d_k:>3}: 점수 표준편차 {scores.std():5.1f} "
+              f"(나누면 {(scores / math.sqrt(d_k)).std():.2f}), "
               f"가장 큰 가중치 평균 {result[d_k][0]:.2f} (나누면 {result[d_k][1]:.2f})")
     return result
 
@@ -329,13 +336,14 @@ class MultiHeadAttention(nn.Module):
         def split_heads(x, projection):  # (B, T, D) → (B, T, h, d_k) → (B, h, T, d_k)
             return projection(x).view(B, -1, self.heads, self.d_k).transpose(1, 2)
 
-        q, k, v = split_heads(query, self.q_proj), split_heads(key, self.k_proj), split_heads(value, self.v_proj)
+        q = split_heads(query, self.q_proj)  # (B, h, T_q, d_k)
+        k, v = split_heads(key, self.k_proj), split_heads(value, self.v_proj)  # (B, h, T_k, d_k)
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         else:
             out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
-        out = out.transpose(1, 2).reshape(B, T_q, D)  # (B, h, T_q, d_k) → (B, T_q, h·d_k = D): 헤드 이어 붙이기
+        out = out.transpose(1, 2).reshape(B, T_q, D)  # (B, h, T_q, d_k) → (B, T_q, h·d_k): 헤드 이어 붙이기
         return self.out_proj(out), weights
 
 
@@ -350,12 +358,14 @@ def check_multi_head_against_pytorch(seed: int) -> float:
     ours, reference = MultiHeadAttention(d_model, heads, 0.0).eval(), nn.MultiheadAttention(
         d_model, heads, batch_first=True).eval()
     with torch.no_grad():  # nn.MultiheadAttention 은 W_Q, W_K, W_V 를 세로로 쌓은 (3D, D) 한 행렬을 씀
-        reference.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+        reference.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight,
+                                                  ours.v_proj.weight]))
         reference.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
         reference.out_proj.weight.copy_(ours.out_proj.weight)
         reference.out_proj.bias.copy_(ours.out_proj.bias)
     generator = torch.Generator().manual_seed(seed)
-    query, memory = torch.randn(2, 5, d_model, generator=generator), torch.randn(2, 7, d_model, generator=generator)
+    query = torch.randn(2, 5, d_model, generator=generator)  # (B, T_q, D) 디코더 쪽
+    memory = torch.randn(2, 7, d_model, generator=generator)  # (B, T_k, D) 인코더 출력
     keep = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])  # (B, T_k): 둘째 문장은 뒤 3개가 패딩
     with torch.no_grad():
         out, weights = ours(query, memory, memory, keep[:, None, None, :], need_weights=True)
@@ -370,10 +380,12 @@ def positional_encoding(max_len: int, d_model: int) -> torch.Tensor:
 
     어텐션은 순서를 모릅니다(입력 순서를 바꾸면 출력도 똑같이 바뀔 뿐). 그래서 위치마다 다른
     벡터를 임베딩에 더해 줍니다. 차원마다 파장이 2π 에서 10000·2π 까지 기하급수로 늘어나, 가까운
-    위치와 먼 위치를 모두 구별할 수 있고, PE[pos+k] 는 PE[pos] 의 회전(선형 변환)이라 상대 위치를 배우기 쉽습니다.
+    위치와 먼 위치를 모두 구별할 수 있고, PE[pos+k] 는 PE[pos] 의 회전(선형 변환)이라
+    상대 위치를 배우기 쉽습니다.
     """
     position = torch.arange(max_len, dtype=torch.float32)[:, None]  # (L, 1)
-    frequency = torch.pow(10000.0, -torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (D/2,) = 1/10000^(2i/D)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float32)  # (D/2,) = 0, 2, 4, ...
+    frequency = torch.pow(10000.0, -two_i / d_model)  # (D/2,) = 1 / 10000^(2i/D)
     encoding = torch.zeros(max_len, d_model)
     encoding[:, 0::2] = torch.sin(position * frequency)  # (L, D/2) 짝수 차원
     encoding[:, 1::2] = torch.cos(position * frequency)  # 홀수 차원
@@ -396,7 +408,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.net = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(d_ff, d_model))
 
     def forward(self, x):
         return self.net(x)
@@ -455,9 +468,12 @@ class Transformer(nn.Module):
         self.target_embedding = nn.Embedding(target_vocab_size, d_model, padding_idx=PAD_ID)
         # persistent=False: 위치 인코딩은 공식으로 다시 만들 수 있으므로 체크포인트에 넣지 않음
         self.register_buffer("positional_encoding", positional_encoding(max_len, d_model), persistent=False)
-        self.encoder_layers = nn.ModuleList(EncoderLayer(d_model, heads, d_ff, dropout) for _ in range(layers))
-        self.decoder_layers = nn.ModuleList(DecoderLayer(d_model, heads, d_ff, dropout) for _ in range(layers))
-        self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)  # pre-LN 의 마지막 정규화
+        self.encoder_layers = nn.ModuleList(EncoderLayer(d_model, heads, d_ff, dropout)
+                                            for _ in range(layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(d_model, heads, d_ff, dropout)
+                                            for _ in range(layers))
+        # pre-LN 은 마지막 층 출력을 정규화하지 않으므로 끝에 한 번 더
+        self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(d_model, target_vocab_size, bias=False)
         # 가중치 공유(weight tying, 논문 3.4절): 단어 → 벡터(임베딩)와 벡터 → 단어 점수(출력층)가 같은 행렬.
@@ -469,7 +485,8 @@ class Transformer(nn.Module):
 
     def embed(self, embedding: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L) → (B, L, D): 임베딩 × √D + 위치 인코딩 (논문 3.4절: 두 값의 크기를 맞춤)."""
-        return self.dropout(embedding(tokens) * math.sqrt(self.d_model) + self.positional_encoding[: tokens.size(1)])
+        position = self.positional_encoding[: tokens.size(1)]  # (L, D), 배치 축으로 브로드캐스트
+        return self.dropout(embedding(tokens) * math.sqrt(self.d_model) + position)
 
     def encode(self, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
         """원문 (B, S) → 메모리(memory) (B, S, D): 디코더가 교차 어텐션으로 읽는 원문의 표현."""
@@ -479,8 +496,10 @@ class Transformer(nn.Module):
         return self.encoder_norm(x)
 
     def decode(self, target_in: torch.Tensor, memory, source_mask, need_weights: bool = False):
-        """번역문 앞부분 (B, T) + 메모리 → 은닉 (B, T, D) 와 마지막 층의 교차 어텐션 (B, h, T, S) 또는 None."""
-        target_mask = padding_mask(target_in) & causal_mask(target_in.size(1), target_in.device)  # (B, 1, T, T)
+        """번역문 앞부분 (B, T) + 메모리 → 은닉 (B, T, D) 와
+        마지막 층의 교차 어텐션 (B, h, T, S) 또는 None."""
+        T = target_in.size(1)
+        target_mask = padding_mask(target_in) & causal_mask(T, target_in.device)  # (B, 1, T, T)
         x, weights = self.embed(self.target_embedding, target_in), None
         for layer in self.decoder_layers:
             x, weights = layer(x, memory, target_mask, source_mask, need_weights)
@@ -502,7 +521,9 @@ def build_model(source_vocab_size: int, target_vocab_size: int, d_model: int, he
 def show_masks(split: EncodedSplit, target_itos: list[str]) -> dict[str, torch.Tensor]:
     """짧은 문장과 긴 문장 두 개로 패딩 마스크와 디코더 마스크(패딩 & 인과)를 0/1 행렬로 출력합니다."""
     lengths = (split.target != PAD_ID).sum(dim=1)
-    rows = torch.stack([lengths.argmin(), lengths.argmax()])
+    shortest = lengths.argmin()
+    longer = (lengths - lengths[shortest] - 4).abs().argmin()  # 네 토큰쯤 긴 문장: 행렬이 화면에 들어가게
+    rows = torch.stack([shortest, longer])
     _, target = take_batch(split, rows, torch.device("cpu"))
     target_in = target[:, :-1]  # (2, T) 교사 강요 입력: <eos> 를 뺀 앞부분
     masks = {"padding": padding_mask(target_in)[0, 0, 0].int(),  # 짧은 문장의 (T,)
@@ -543,7 +564,8 @@ def train_one_epoch(model, split, batches, optimizer, scheduler, scaler, config:
                                    ignore_index=PAD_ID, label_smoothing=config.label_smoothing)
         check_finite(loss, epoch, step)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # float16 의 작은 기울기가 0 으로 사라지지 않게 키워서 역전파 (CPU 는 그대로)
+        # float16 의 작은 기울기가 0 으로 사라지지 않게 손실을 키워서 역전파 (CPU 에서는 그대로)
+        scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # 자르기 전에 원래 크기로
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         scaler.step(optimizer)
@@ -618,10 +640,11 @@ def beam_search(model, source: torch.Tensor, beam: int, max_len: int, alpha: flo
     model.eval()
     B, K = source.size(0), beam
     source_mask = padding_mask(source).repeat_interleave(K, dim=0)  # (B·K, 1, 1, S)
-    memory = model.encode(source, padding_mask(source)).repeat_interleave(K, dim=0)  # (B·K, S, D) 문장마다 K 벌
+    memory = model.encode(source, padding_mask(source)).repeat_interleave(K, dim=0)  # (B·K, S, D): K 벌
     tokens = torch.full((B * K, 1), BOS_ID, device=source.device)  # (B·K, 1)
     scores = torch.zeros(B, K, device=source.device)
-    scores[:, 1:] = float("-inf")  # 처음엔 K 개 빔이 모두 같은 <bos>: 하나만 살려 같은 후보가 K 번 뽑히지 않게
+    # 처음엔 K 개 빔이 모두 같은 <bos>: 하나만 살려 같은 후보가 K 번 뽑히지 않게
+    scores[:, 1:] = float("-inf")
     lengths = torch.zeros(B * K, device=source.device)  # 빔마다 만든 단어 수 (<eos> 포함)
     finished = torch.zeros(B * K, dtype=torch.bool, device=source.device)
     for _ in range(max_new_tokens(source, max_len)):
@@ -634,7 +657,8 @@ def beam_search(model, source: torch.Tensor, beam: int, max_len: int, alpha: flo
         new_lengths = lengths + (~finished).float()  # (B·K,)
         normalized = candidates / length_penalty(new_lengths, alpha)[:, None]  # (B·K, V)
         _, index = normalized.view(B, K * V).topk(K, dim=1)  # (B, K): 문장마다 K·V 후보 중 상위 K
-        parent = (torch.arange(B, device=source.device)[:, None] * K + index // V).view(-1)  # (B·K,) 이어 받은 빔의 행
+        # (B·K,) 새 빔마다 이어 받은 옛 빔의 행 번호: 문장 b 의 빔 k 는 b·K + k 번째 행
+        parent = (torch.arange(B, device=source.device)[:, None] * K + index // V).view(-1)
         scores = candidates.view(B, K * V).gather(1, index)  # (B, K) 보정 전 점수를 들고 다님
         tokens = torch.cat([tokens[parent], (index % V).view(-1, 1)], dim=1)  # (B·K, t+1)
         lengths = new_lengths[parent]
@@ -671,7 +695,8 @@ def translate_split(model, split: EncodedSplit, target_itos, device, config: Con
             ids = greedy_decode(model, source, config.max_len)
         else:
             ids = beam_search(model, source, beam, config.max_len, config.length_penalty)
-        outputs.update({row: ids_to_tokens(seq, target_itos) for row, seq in zip(rows.tolist(), ids.tolist())})
+        for row, sequence in zip(rows.tolist(), ids.tolist()):
+            outputs[row] = ids_to_tokens(sequence, target_itos)
     rows = sorted(outputs)
     return rows, [outputs[row] for row in rows]
 
@@ -685,7 +710,8 @@ def corpus_bleu(hypotheses: list[list[str]], references: list[list[str]], max_n:
     """말뭉치 BLEU-N (Papineni et al., 2002), 참조 번역 하나, 스무딩 없음. 점수는 0~100.
 
     1) 수정된 n-gram 정밀도 p_n = Σ_문장 Σ_ngram min(번역의 개수, 참조의 개수) / Σ_문장 번역의 n-gram 수
-       (clip: "the the the" 가 참조의 "the" 하나로 세 번 맞지 않게). 문장별이 아니라 말뭉치 전체로 합한 뒤 나눔.
+       (clip: "the the the" 가 참조의 "the" 하나로 세 번 맞지 않게).
+       문장별이 아니라 말뭉치 전체로 합한 뒤 나눕니다.
     2) 간결성 벌점 BP = 1 (c > r) 또는 exp(1 - r/c) (c ≤ r), c·r = 번역·참조의 전체 토큰 수
        (정밀도만 보면 짧게 자신 있는 단어만 내는 번역이 이기므로).
     3) BLEU = BP · exp(Σ_n log p_n / N)  — 정밀도들의 기하 평균.
@@ -731,7 +757,8 @@ def score_translations(hypotheses: list[list[str]], references: list[str]) -> di
     lower_references = [tokenize(r.lower()) for r in references]
     ours = corpus_bleu(lower_hypotheses, lower_references)
     assert abs(ours["bleu"] - sacrebleu_on_tokens(lower_hypotheses, lower_references)) < 1e-6
-    return {"sacrebleu": sacre.score, "signature": str(metric.get_signature()), "lowercase_tokens": ours["bleu"],
+    return {"sacrebleu": sacre.score, "signature": str(metric.get_signature()),
+            "lowercase_tokens": ours["bleu"],
             "brevity_penalty": ours["brevity_penalty"], "precisions": ours["precisions"]}
 
 
@@ -752,6 +779,28 @@ def evaluate_test(model, test: EncodedSplit, target_itos, device, config: Config
 
 
 # %% 5. 시각화: 위치 인코딩, 마스크, 학습 곡선, 교차 어텐션
+# 한글 자모의 로마자 표기 (초성 ㅇ 은 소리가 없어 "-")
+INITIALS = "g kk n d tt r m b pp s ss - j jj ch k t p h".split()  # 초성 19개
+VOWELS = "a ae ya yae eo e yeo ye o wa wae oe yo u wo we wi yu eu ui i".split()  # 중성 21개
+FINALS = ["", *"k k k n n n t l l l l l l l l m p p t t ng t t k t p t".split()]  # 종성 28개 (없음 포함)
+
+
+def romanize(token: str) -> str:
+    """그림 글꼴(DejaVu Sans)에 한글이 없어 그림 속 한글 토큰을 로마자로 적습니다: "학생은" → "haksaengeun".
+
+    한글 음절 = 0xAC00 + (초성·21 + 중성)·28 + 종성 이므로 나눗셈 두 번으로 자모를 얻습니다.
+    """
+    letters = []
+    for character in token:
+        code = ord(character) - 0xAC00
+        if 0 <= code < 11172:
+            initial = INITIALS[code // (21 * 28)]
+            letters.append(initial.strip("-") + VOWELS[code // 28 % 21] + FINALS[code % 28])
+        else:
+            letters.append(character)
+    return "".join(letters)
+
+
 def plot_positional_encoding(d_model: int, path: Path, show: bool = False, length: int = 64) -> Path:
     """위치 × 차원 열지도(heatmap)와 몇 차원의 사인파: 앞 차원은 빨리, 뒤 차원은 천천히 변함."""
     encoding = positional_encoding(length, d_model)  # (L, D)
@@ -772,11 +821,12 @@ def plot_positional_encoding(d_model: int, path: Path, show: bool = False, lengt
 
 def plot_masks(masks: dict, path: Path, show: bool = False) -> Path:
     """디코더 마스크(패딩 & 인과)를 0/1 격자로: 행 = 질의 위치, 열 = 키 위치, 흰색 = 가림."""
-    matrix, tokens = masks["decoder"].numpy(), masks["tokens"]
+    matrix, tokens = masks["decoder"].numpy(), [romanize(t) for t in masks["tokens"]]
     fig, ax = plt.subplots(figsize=(0.45 * len(tokens) + 2.5, 0.45 * len(tokens) + 1.8))
     ax.imshow(matrix, cmap="Greens", vmin=0, vmax=1.5)
-    for (row, column), value in zip(((r, c) for r in range(len(tokens)) for c in range(len(tokens))), matrix.flat):
-        ax.text(column, row, str(value), ha="center", va="center", fontsize=7)
+    for row in range(len(tokens)):
+        for column in range(len(tokens)):
+            ax.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
     ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
     ax.set_xlabel("key position (may attend to = 1)")
@@ -800,10 +850,11 @@ def plot_cross_attention(weights: torch.Tensor, source_tokens, output_tokens, pa
     """교차 어텐션 열지도: 행 = 만든 번역 단어, 열 = 원문 토큰. 어순이 바뀌는 곳이 대각선에서 벗어남."""
     fig, ax = plt.subplots(figsize=(0.5 * len(source_tokens) + 3, 0.45 * len(output_tokens) + 2))
     image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0, aspect="auto")
-    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right", fontsize=9)
-    ax.set_yticks(range(len(output_tokens)), output_tokens, fontsize=9)
+    ax.set_xticks(range(len(source_tokens)), [romanize(t) for t in source_tokens], rotation=60, ha="right",
+                  fontsize=9)
+    ax.set_yticks(range(len(output_tokens)), [romanize(t) for t in output_tokens], fontsize=9)
     ax.set_xlabel("source token")
-    ax.set_ylabel("generated token (font may lack Hangul)")
+    ax.set_ylabel("generated token (Hangul romanised)")
     ax.set_title("Cross-attention, last decoder layer (head mean)")
     fig.colorbar(image, ax=ax, label="attention weight")
     return save_figure(fig, path, show)
@@ -832,20 +883,23 @@ def translate(model, text: str, source_itos, target_itos, device, config: Config
     stoi = {w: i for i, w in enumerate(source_itos)}
     unknown = [t for t in tokens if t not in stoi]
     if len(unknown) == len(tokens):
-        raise UserError(f"--predict 문장의 단어가 모두 원문 어휘에 없습니다({', '.join(unknown[:5])}): 이 모델은 "
-                        f"'{source_itos[4]}', '{source_itos[5]}' … 같은 학습 데이터의 원문 언어를 번역합니다.")
+        raise UserError(f"--predict 문장의 단어가 모두 원문 어휘에 없습니다({', '.join(unknown[:5])}): "
+                        f"이 모델은 '{source_itos[4]}', '{source_itos[5]}' … 같은 "
+                        "학습 데이터의 원문 언어를 번역합니다.")
     source = torch.tensor([encode(tokens, stoi, config.max_len)], device=device)  # (1, S)
     greedy = ids_to_tokens(greedy_decode(model, source, config.max_len)[0].tolist(), target_itos)
-    beam = ids_to_tokens(beam_search(model, source, config.beam, config.max_len, config.length_penalty)[0].tolist(),
-                         target_itos)
+    beam_ids = beam_search(model, source, config.beam, config.max_len, config.length_penalty)
+    beam = ids_to_tokens(beam_ids[0].tolist(), target_itos)
     return {"input": text, "tokens": tokens, "unknown_words": unknown,
             "greedy": detokenize(greedy), "beam": detokenize(beam), "beam_size": config.beam}
 
 
 def predict(config: Config, device) -> dict:
-    """best.pt 를 먼저 읽고(없거나 망가졌으면 한 줄 오류), 문장을 번역해 출력하고 prediction.json 에 씁니다."""
+    """best.pt 를 먼저 읽고(없거나 망가졌으면 한 줄 오류), 문장을 번역해 출력하고
+    prediction.json 에 씁니다."""
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="predict")
+    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                           purpose="predict")
     extra = checkpoint["extra"]
     result = translate(model, config.predict, extra["source_itos"], extra["target_itos"], device, config)
     result["data"] = extra["data"]
@@ -853,7 +907,8 @@ def predict(config: Config, device) -> dict:
         print(f"[주의] 어휘에 없는 단어 {len(result['unknown_words'])}개는 <unk> 로 번역합니다: "
               f"{', '.join(result['unknown_words'][:8])}")
     print(f"[번역] {config.predict}\n  탐욕: {result['greedy']}\n  빔 {config.beam}: {result['beam']}")
-    (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
+                                             encoding="utf-8")
     return result
 
 
@@ -882,39 +937,46 @@ def main(config: Config) -> dict:
 
     # ---- 2. 모델: 어텐션을 손으로 → PyTorch 와 비교 → 마스크 → 트랜스포머 ----
     attention_worked_example()
-    print(f"[검증] 손 어텐션 vs F.scaled_dot_product_attention 최대 차이 {check_attention_against_pytorch(config.seed):.1e}, "
-          f"멀티-헤드 vs nn.MultiheadAttention {check_multi_head_against_pytorch(config.seed):.1e} (assert 통과)")
+    gaps = check_attention_against_pytorch(config.seed), check_multi_head_against_pytorch(config.seed)
+    print(f"[검증] 손 어텐션 vs F.scaled_dot_product_attention {gaps[0]:.1e}, "
+          f"멀티-헤드 vs nn.MultiheadAttention {gaps[1]:.1e} (최대 차이, assert 통과)")
     masks = show_masks(train, target_itos)
-    size = config.model_size if config.model_size != "auto" else ("base" if "Multi30k" in data.name else "small")
+    size = config.model_size
+    if size == "auto":  # 작은 절차적 데이터에는 작은 모델, Multi30k 에는 base
+        size = "base" if "Multi30k" in data.name else "small"
     model_args = {"source_vocab_size": len(source_itos), "target_vocab_size": len(target_itos),
                   **MODEL_SIZES[size], "dropout": config.dropout, "max_len": config.max_len}
     set_seed(config.seed)  # 초기 가중치가 앞의 검증 코드가 쓴 난수와 무관하도록
     model = build_model(**model_args).to(device)
-    print(f"장치(device): {device} | 모델 {size} {MODEL_SIZES[size]} | 파라미터 {count_parameters(model):,}개")
+    print(f"장치(device): {device} | 모델 {size} {MODEL_SIZES[size]} | "
+          f"파라미터 {count_parameters(model):,}개")
 
     # ---- 3. 학습 ----
     loader_generator = torch.Generator().manual_seed(config.seed)  # 배치 순서 (체크포인트가 상태를 저장)
     steps_per_epoch = len(make_batches(train, config.batch_size, None)[:max_batches])
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-9)  # 논문의 β, ε
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_inverse_sqrt(
-        round(config.warmup_epochs * steps_per_epoch)))  # epoch 수와 무관한 일정이라 --epochs 를 늘려 이어 해도 같음
+    # epoch 수와 무관한 일정이라 --epochs 를 늘려 이어 해도 앞부분의 학습률이 같음
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_inverse_sqrt(round(config.warmup_epochs * steps_per_epoch)))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     extra = {"data": data.name, "source_itos": source_itos, "target_itos": target_itos,
              "languages": [data.source_language, data.target_language]}
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,  # noqa: E731
-                                                     generators=[loader_generator], history=history, extra=extra)
+                                                     generators=[loader_generator], history=history,
+                                                     extra=extra)
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
                                         history=history, best=math.inf)
     trained_tokens, train_seconds = 0, 0.0  # 초당 토큰 수 (이번 실행에서 학습한 epoch 만)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            batches, epoch_started = make_batches(train, config.batch_size, loader_generator), time.perf_counter()
-            train_loss = train_one_epoch(model, train, batches, optimizer, scheduler, scaler, config, device, epoch,
-                                         max_batches)
+            batches = make_batches(train, config.batch_size, loader_generator)[:max_batches]
+            epoch_started = time.perf_counter()
+            train_loss = train_one_epoch(model, train, batches, optimizer, scheduler, scaler, config, device,
+                                         epoch)
             train_seconds += time.perf_counter() - epoch_started
-            trained_tokens += sum(int((train.target[rows, 1:] != PAD_ID).sum()) for rows in batches[:max_batches])
+            trained_tokens += sum(int((train.target[rows, 1:] != PAD_ID).sum()) for rows in batches)
             val = evaluate(model, validation, device, config.batch_size, max_batches)
             history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()})
             if val["loss"] < best:  # 검증 손실(작을수록 좋음)이 가장 낮은 epoch 을 best.pt 로
@@ -938,8 +1000,8 @@ def main(config: Config) -> dict:
     metrics = collect_metrics(result, history, scaling, source_itos, target_itos)
     write_outputs(out_dir, result, test)
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.perf_counter() - started, parameters=count_parameters(model), metrics=metrics,
-                     headline="test_bleu",
+                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
+                     metrics=metrics, headline="test_bleu",
                      timing={"tokens_per_second": trained_tokens / train_seconds if train_seconds else None,
                              "train_seconds": train_seconds})
     print(f"끝: {time.perf_counter() - started:.0f}초, 결과는 {out_dir}")
@@ -966,7 +1028,8 @@ def collect_metrics(result, history, scaling, source_itos, target_itos) -> dict:
 def write_outputs(out_dir: Path, result: dict, test: EncodedSplit) -> None:
     """시험 번역 전체와 BLEU 의 정의(sacreBLEU 서명)를 test_translations.json 에."""
     record = {"bleu_definitions": {
-        "test_bleu": f"sacreBLEU, detokenised cased output vs raw references: {result['greedy']['signature']}",
+        "test_bleu": "sacreBLEU, detokenised cased output vs raw references: "
+                     + result["greedy"]["signature"],
         "test_bleu_lowercase_tokens": "BLEU-4 on lowercased word tokens of this chapter's tokenizer, "
                                       "no smoothing (bentrevett's definition)"},
         "translations": [{"source": test.source_texts[row], "reference": test.target_texts[row],

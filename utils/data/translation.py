@@ -33,7 +33,7 @@ MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/t
 MULTI30K_SPLITS = {"train": "train", "val": "val", "test": "test_2016_flickr"}  # 우리 이름 → 파일 이름
 MULTI30K_LANGUAGES = ("de", "en")  # (원문, 번역문): 독일어 → 영어
 SMOKE_PAIRS = 64  # --smoke 에서 분할마다 쓰는 문장 쌍 수
-OFFLINE_SIZES = {"train": 6_000, "val": 300, "test": 1_000}  # 2코어 CPU 에서 기본 실행이 몇 분
+OFFLINE_SIZES = {"train": 12_000, "val": 300, "test": 1_000}  # 2코어 CPU 에서 기본 실행이 몇 분
 HELD_OUT_FRACTION = 0.2  # 시험에만 쓰는 (주어, 동사) 조합의 비율
 
 
@@ -102,7 +102,8 @@ def read_multi30k(folder: Path) -> dict[str, list[tuple[str, str]]]:
             target.pop()
         if len(source) != len(target):
             raise UserError(f"{paths[0].name} 은 {len(source):,}줄, {paths[1].name} 은 {len(target):,}줄로 "
-                            "줄 수가 다릅니다. 두 파일은 한 줄씩 짝이어야 합니다 (잘린 파일은 다시 받으세요).")
+                            "줄 수가 다릅니다. 두 파일은 한 줄씩 짝이어야 합니다 "
+                            "(잘린 파일은 다시 받으세요).")
         splits[split] = [(s, t) for s, t in zip(source, target) if s or t]
         if not splits[split]:
             raise UserError(f"{paths[0]} 와 {paths[1]} 이(가) 비어 있습니다.")
@@ -156,14 +157,22 @@ SUBJECT_ADJECTIVES = {"tall": "키 큰", "short": "키 작은", "young": "젊은
                       "happy": "행복한", "tired": "피곤한", "kind": "친절한", "busy": "바쁜"}
 # 동사: 영어 (원형, 3인칭 현재, 과거) / 한국어 (현재, 과거, 미래 관형형, 부정에 쓰는 어간) / 어울리는 목적어
 VERBS = {
-    "read": (("read", "reads", "read"), ("읽는다", "읽었다", "읽을", "읽"), ("book", "newspaper", "letter", "magazine")),
-    "eat": (("eat", "eats", "ate"), ("먹는다", "먹었다", "먹을", "먹"), ("apple", "bread", "cake", "sandwich")),
-    "write": (("write", "writes", "wrote"), ("쓴다", "썼다", "쓸", "쓰"), ("letter", "book", "poem", "report")),
-    "buy": (("buy", "buys", "bought"), ("산다", "샀다", "살", "사"), ("car", "book", "hat", "apple")),
-    "watch": (("watch", "watches", "watched"), ("본다", "봤다", "볼", "보"), ("movie", "bird", "game", "car")),
-    "drink": (("drink", "drinks", "drank"), ("마신다", "마셨다", "마실", "마시"), ("water", "milk", "coffee", "juice")),
-    "open": (("open", "opens", "opened"), ("연다", "열었다", "열", "열"), ("door", "window", "box", "letter")),
-    "clean": (("clean", "cleans", "cleaned"), ("청소한다", "청소했다", "청소할", "청소하"), ("room", "kitchen", "house", "car")),
+    "read": (("read", "reads", "read"), ("읽는다", "읽었다", "읽을", "읽"),
+             ("book", "newspaper", "letter", "magazine")),
+    "eat": (("eat", "eats", "ate"), ("먹는다", "먹었다", "먹을", "먹"),
+            ("apple", "bread", "cake", "sandwich")),
+    "write": (("write", "writes", "wrote"), ("쓴다", "썼다", "쓸", "쓰"),
+              ("letter", "book", "poem", "report")),
+    "buy": (("buy", "buys", "bought"), ("산다", "샀다", "살", "사"),
+            ("car", "book", "hat", "apple")),
+    "watch": (("watch", "watches", "watched"), ("본다", "봤다", "볼", "보"),
+              ("movie", "bird", "game", "car")),
+    "drink": (("drink", "drinks", "drank"), ("마신다", "마셨다", "마실", "마시"),
+              ("water", "milk", "coffee", "juice")),
+    "open": (("open", "opens", "opened"), ("연다", "열었다", "열", "열"),
+             ("door", "window", "box", "letter")),
+    "clean": (("clean", "cleans", "cleaned"), ("청소한다", "청소했다", "청소할", "청소하"),
+              ("room", "kitchen", "house", "car")),
 }
 OBJECTS = {"book": "책", "newspaper": "신문", "letter": "편지", "magazine": "잡지", "apple": "사과",
            "bread": "빵", "cake": "케이크", "sandwich": "샌드위치", "poem": "시", "report": "보고서",
@@ -171,10 +180,11 @@ OBJECTS = {"book": "책", "newspaper": "신문", "letter": "편지", "magazine":
            "milk": "우유", "coffee": "커피", "juice": "주스", "door": "문", "window": "창문", "box": "상자",
            "room": "방", "kitchen": "부엌", "house": "집"}
 MASS_NOUNS = {"bread", "water", "milk", "coffee", "juice"}  # 셀 수 없는 명사: 관사 a 없이 ("drinks water")
+# old: 사람이면 "나이 든"(SUBJECT_ADJECTIVES), 물건이면 "오래된" — 같은 단어도 문맥에 따라 번역이 다름
 OBJECT_ADJECTIVES = {"red": "빨간", "blue": "파란", "big": "큰", "small": "작은", "new": "새",
-                     "old": "오래된", "expensive": "비싼", "cheap": "싼"}  # old: 사람이면 "나이 든", 물건이면 "오래된"
-PLACES = {"in the park": "공원에서", "at school": "학교에서", "at home": "집에서", "in the library": "도서관에서",
-          "in the office": "사무실에서", "at the cafe": "카페에서"}
+                     "old": "오래된", "expensive": "비싼", "cheap": "싼"}
+PLACES = {"in the park": "공원에서", "at school": "학교에서", "at home": "집에서",
+          "in the library": "도서관에서", "in the office": "사무실에서", "at the cafe": "카페에서"}
 TENSES = ("present", "past", "future")
 TIMES = {"present": {"today": "오늘"}, "past": {"today": "오늘", "yesterday": "어제"},
          "future": {"today": "오늘", "tomorrow": "내일"}}  # 시간 부사는 시제와 맞는 것만
