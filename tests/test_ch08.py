@@ -22,6 +22,7 @@ def ch08():
 
 
 def tiny_model(ch08, seed: int = 0, vocab: int = 30):
+    """학습하지 않은 작은 트랜스포머 (마스크 시험용: 가중치가 무엇이든 마스크의 성질은 성립해야 함)."""
     torch.manual_seed(seed)
     return ch08.build_model(source_vocab_size=vocab, target_vocab_size=vocab, d_model=32, heads=4, layers=2,
                             d_ff=64, dropout=0.0, max_len=32).eval()
@@ -111,14 +112,15 @@ def test_future_target_tokens_do_not_change_earlier_outputs(ch08):
 
 
 # --- 해독 ---------------------------------------------------------------------------------------
-def test_beam_one_equals_greedy(ch08):
-    model = tiny_model(ch08, seed=5)
-    source = torch.randint(4, 30, (6, 7), generator=torch.Generator().manual_seed(0))
-    source[:, 0], source[:, -1], source[3, 4:] = 2, 3, ch08.PAD_ID  # 한 문장은 패딩 포함
-    source[3, 4] = 3
+def test_beam_one_equals_greedy(ch08, short_training):
+    """학습된 작은 모델로: 문장마다 <eos> 시점이 달라 끝난 빔 처리와 배치 안의 빔 행 번호가 모두 쓰임."""
+    model, test = short_training["model"], short_training["test"]
+    source = test.source[:40, : int((test.source[:40] != ch08.PAD_ID).sum(1).max())]  # (40, S)
     greedy = ch08.greedy_decode(model, source, max_len=32)
+    assert (greedy == ch08.EOS_ID).any(dim=1).all()  # 모두 <eos> 로 끝남 (끝난 빔 경로를 시험함)
     assert torch.equal(ch08.beam_search(model, source, beam=1, max_len=32, alpha=0.6), greedy)
-    assert ch08.beam_search(model, source, beam=4, max_len=32, alpha=0.6).shape[0] == 6
+    beam = ch08.beam_search(model, source, beam=4, max_len=32, alpha=0.6)
+    assert beam.shape[0] == 40 and (beam == ch08.EOS_ID).any(dim=1).all()
 
 
 # --- BLEU ---------------------------------------------------------------------------------------
@@ -250,7 +252,9 @@ def test_missing_multi30k_file_is_named(tmp_path):
 
 
 # --- 학습: 짧은 학습이 학습 전 모델을 이김 -----------------------------------------------------------
-def test_short_training_beats_untrained_model(ch08):
+@pytest.fixture(scope="module")
+def short_training(ch08):
+    """절차적 영어→한국어 1,500 쌍으로 작은 트랜스포머(1+1층, d=64)를 10 epoch (1 스레드 약 5초)."""
     config = ch08.Config(batch_size=64, lr=3e-3, max_len=32)  # 작은 모델은 큰 학습률로 빨리
     train_pairs, _, test_pairs = translation.make_english_korean(1500, 0, 100, seed=0)
     source_itos = ch08.build_vocab([ch08.tokenize(s) for s, _ in train_pairs], 1)
@@ -271,8 +275,12 @@ def test_short_training_beats_untrained_model(ch08):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, ch08.warmup_inverse_sqrt(24))  # 1 epoch
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     generator = torch.Generator().manual_seed(0)
-    for epoch in range(1, 11):  # 1 스레드 약 5초; 8 epoch 쯤 어순을 깨치며 BLEU 가 뛰어오름
+    for epoch in range(1, 11):  # 8 epoch 쯤 어순을 깨치며 BLEU 가 뛰어오름
         ch08.train_one_epoch(model, train, ch08.make_batches(train, config.batch_size, generator), optimizer,
                              scheduler, scaler, config, cpu, epoch)
-    trained = bleu()
+    return {"model": model.eval(), "test": test, "untrained": untrained, "trained": bleu()}
+
+
+def test_short_training_beats_untrained_model(short_training):
+    untrained, trained = short_training["untrained"], short_training["trained"]
     assert untrained < 5 and trained > 60, (untrained, trained)  # 측정: 0.0 → 94
