@@ -552,7 +552,7 @@ def plot_results(model, history: History, data, predictions: torch.Tensor, matri
     plot_history(history.rows, out_dir / "history.png", show=show,
                  title=f"{type(model).__name__} on {data.name}")
     plot_confusion_matrix(matrix.numpy(), data.classes, out_dir / "confusion_matrix.png", show=show)
-    shown = min(32, len(predictions))
+    shown = min(16, len(predictions))  # 두 줄이면 맞음·틀림을 보기에 충분
     pairs = list(zip(predictions[:shown].tolist(), data.y_test[:shown].tolist()))
     titles = [data.classes[p] if p == t else f"{data.classes[p]}\n(true {data.classes[t]})" for p, t in pairs]
     plot_image_grid(data.x_test[:shown].float() / 255, titles,
@@ -563,14 +563,22 @@ def plot_results(model, history: History, data, predictions: torch.Tensor, matri
 
 
 def plot_first_filters(model: nn.Module, path: Path, show: bool) -> Path:
-    """첫 합성곱 층의 필터 (out, 3, 3, 3) 를 RGB 작은 그림으로. 필터마다 0~1 로 늘려 그림."""
+    """첫 합성곱 층의 필터 (out, 3, k, k) 를 RGB 작은 그림으로 이어 붙여 한 장에. 필터마다 0~1 로 늘림."""
+    from torchvision.utils import make_grid
+
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     weights = first_conv.weight.detach().float().cpu()  # (out, 3, k, k)
     low = weights.amin(dim=(1, 2, 3), keepdim=True)
     high = weights.amax(dim=(1, 2, 3), keepdim=True)
     weights = (weights - low) / (high - low + 1e-8)
-    return plot_image_grid(weights, [f"filter {i}" for i in range(len(weights))], path, show=show,
-                           title="First-layer filters (RGB, min-max scaled)", columns=8)
+    columns = 8
+    mosaic = make_grid(weights, nrow=columns, padding=1, pad_value=1.0)  # (3, rows·(k+1)+1, 8·(k+1)+1)
+    fig, ax = plt.subplots(figsize=(6, 0.75 * math.ceil(len(weights) / columns) + 1))
+    ax.imshow(mosaic.permute(1, 2, 0).numpy(), interpolation="nearest")  # (C,H,W) → (H,W,C)
+    ax.set_title(f"First-layer filters: {len(weights)} x (3x{weights.shape[-1]}x{weights.shape[-1]}), "
+                 "RGB, min-max scaled per filter", fontsize=9)
+    ax.axis("off")
+    return save_figure(fig, path, show)
 
 
 @torch.no_grad()
@@ -882,6 +890,8 @@ def main(config: Config) -> dict:
     scaler = torch.amp.GradScaler(device.type) if amp else None  # float16 기울기의 크기 조절 (CUDA 만)
     loader_generator = torch.Generator().manual_seed(config.seed)  # 섞는 순서와 증강
     extra = {"data": data.name, "classes": data.classes, "mean": mean.tolist(), "std": std.tolist()}
+    # best.pt 는 검증 '손실'로 고릅니다: 검증 세트가 작거나 쉬우면 정확도는 금방 같은 값(예: 1.0)에 머물러
+    # 더 나은 모델을 구별하지 못하지만, 손실은 연속값이라 확신이 늘어나는 것까지 봅니다.
 
     # 3. 학습 ---------------------------------------------------------------
     history = History(out_dir / "history.csv")
@@ -891,7 +901,7 @@ def main(config: Config) -> dict:
     # OneCycle 의 총 걸음 수는 --epochs 로 정해지므로 --epochs 를 바꾼 이어하기는 거절합니다 (저장된
     # 스케줄이 끝난 뒤에도 step 하면 오류). 부록 실험의 설정은 본 학습을 바꾸지 않아 달라도 됩니다.
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf,
+                                        history=history, best=math.inf,
                                         free=(FREE_FIELDS - {"epochs"}) | STUDY_FIELDS)
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -903,8 +913,8 @@ def main(config: Config) -> dict:
             val = evaluate(model, x_val, y_val, **inputs, amp=amp, max_batches=max_batches)
             history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()}, lr=lr,
                         train_seconds=train_seconds)
-            if val["accuracy"] > best:  # 같으면 먼저 닿은 epoch 를 둠
-                best = val["accuracy"]
+            if val["loss"] < best:  # 검증 손실이 가장 낮은 epoch (같으면 먼저 닿은 쪽)
+                best = val["loss"]
                 save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
             save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
@@ -925,7 +935,7 @@ def main(config: Config) -> dict:
     depth = depth_study(data, **inputs, config=config, out_dir=out_dir)
     transfer = transfer_learning(data, device=device, config=config) if config.pretrained else {}
 
-    metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "best_val_accuracy": best,
+    metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "best_val_loss": best,
                "per_class_accuracy": per_class, "parameter_counts_256x256": parameter_counts,
                **mlp, **depth, **transfer}
     # 학습 속도는 실행마다 달라서 metrics 가 아닌 timing 에 둡니다: 같은 seed → 같은 metrics
