@@ -134,6 +134,7 @@ class Config(RunConfig):
 # (예: 멈춘 뒤 --resume --depth-steps 0 으로 깊이 실험을 건너뛰기).
 STUDY_FIELDS = {"mlp_epochs", "mlp_hidden_size", "depth_layers", "depth_steps", "pretrained",
                 "transfer_epochs", "fine_tune_epochs", "transfer_size"}
+LOW_CONFIDENCE = 0.5  # --predict: 최고 확률이 이보다 낮으면 '학습 데이터와 다른 이미지일 수 있음'을 알림
 EVAL_BATCH_SIZE = 512  # 평가는 기울기를 저장하지 않아 메모리가 적게 듦 → 학습보다 큰 배치로 반복 횟수를 줄임
 
 
@@ -626,14 +627,21 @@ def predict(config: Config, device: torch.device) -> dict:
     top = probabilities.topk(min(3, len(classes)))
     ranking = [{"class": classes[i], "probability": p}
                for p, i in zip(top.values.tolist(), top.indices.tolist())]
+    # 분류기는 학습한 클래스 중 하나로만 답합니다. 확신이 낮으면 학습 데이터와 다른 이미지일 수 있다고 알림
+    warning = None
+    if ranking[0]["probability"] < LOW_CONFIDENCE:
+        warning = (f"확신이 낮습니다 (최고 확률 {ranking[0]['probability']:.0%}): 학습 데이터"
+                   f"({extra['data']})의 클래스 {len(classes)}개와 닮지 않은 이미지일 수 있습니다.")
     result = {"input": str(config.predict), "prediction": ranking[0]["class"],
-              "probability": ranking[0]["probability"], "top": ranking,
+              "probability": ranking[0]["probability"], "top": ranking, "warning": warning,
               "trained_on": extra["data"], "classes": classes}
     path = out_dir / "prediction.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     plot_prediction(image[0], ranking, out_dir / "prediction.png", config.show)
     print(f"{config.predict}: " + ", ".join(f"{r['class']} {r['probability']:.1%}" for r in ranking)
-          + f"  (학습 데이터: {extra['data']}; 클래스 {len(classes)}개 중 하나로만 답함) → {path}")
+          + f" → {path}")
+    if warning:
+        print(f"주의: {warning}")
     return result
 
 
