@@ -70,6 +70,11 @@ def test_pooling_course_example(mod):
     assert mod.pool2d_by_hand(x, 2, "avg").tolist() == [[4.25, 4.25], [4.25, 3.5]]
     assert torch.equal(mod.pool2d_by_hand(x, 2, "max"), F.max_pool2d(x.view(1, 1, 4, 4), 2)[0, 0])
     assert torch.allclose(mod.pool2d_by_hand(x, 2, "avg"), F.avg_pool2d(x.view(1, 1, 4, 4), 2)[0, 0])
+    # 정사각형이 아닌 무작위 입력, 창 크기 3 도 (4x4·창 2 에서는 모양이 같아 숨는 실수를 잡도록)
+    torch.manual_seed(0)
+    image = torch.randn(6, 9)
+    assert torch.equal(mod.pool2d_by_hand(image, 3, "max"), F.max_pool2d(image.view(1, 1, 6, 9), 3)[0, 0])
+    assert torch.allclose(mod.pool2d_by_hand(image, 3, "avg"), F.avg_pool2d(image.view(1, 1, 6, 9), 3)[0, 0])
 
 
 def test_padding_modes_on_small_matrix():
