@@ -384,10 +384,11 @@ def test_study_numbers_do_not_depend_on_what_ran_before(mod, tmp_path):
     inputs = {"mean": mean, "std": std, "device": torch.device("cpu")}
     config = mod.Config(smoke=True, out_dir=str(tmp_path), depth_layers=10, mlp_epochs=1)
     results = []
-    for burn in (0, 1000):
-        torch.rand(burn)  # 앞선 일이 쓴 난수
-        results.append((mod.mlp_baseline(data, **inputs, config=config, cnn_accuracy=0.5),
-                        mod.depth_study(data, **inputs, config=config, out_dir=tmp_path)))
+    for burn in (0, 1000):  # 실험마다 그 앞에서 다른 양의 전역 난수를 써 둠
+        torch.rand(burn)
+        mlp = mod.mlp_baseline(data, **inputs, config=config, cnn_accuracy=0.5)
+        torch.rand(burn)
+        results.append((mlp, mod.depth_study(data, **inputs, config=config, out_dir=tmp_path)))
     assert results[0] == results[1]
 
 
