@@ -517,4 +517,5 @@ def test_bad_inputs_give_one_line_before_training(mod, tmp_path, capsys):
                                            "--out-dir", str(tmp_path / "o3"))
     for flag, value in (("--hidden-size", "0"), ("--dropout", "1.0"), ("--val-fraction", "0.7"),
                         ("--depth-layers", "11"), ("--mlp-epochs", "-1"), ("--transfer-size", "16")):
-        assert flag in exit_with_one_line(mod, capsys, flag, value, "--out-dir", str(tmp_path / "o4"))
+        # --smoke: 검사가 빠져도 오래 학습하지 않고 곧 끝나 (종료 코드 0) 테스트가 빨리 실패하도록
+        assert flag in exit_with_one_line(mod, capsys, *SMOKE, flag, value, "--out-dir", str(tmp_path / "o4"))
