@@ -5,11 +5,14 @@ uint8 로 두면 CIFAR-10 5만 장이 150 MB 로 작아서 통째로 텐서에 �
 배치마다 잘라 씁니다. 평균·표준편차 정규화는 학습 세트로 계산해야 하므로 각 장에서 합니다.
 
 데이터를 고르는 순서 (`--data auto`):
-1) `--data-dir` 에 CIFAR-10 (`cifar-10-batches-py/`)이 있으면 그것.
-2) `--data-dir` 이 이미지 폴더이면 그것: 클래스마다 하위 폴더 하나
+1) `--data-dir` 이 이미지 폴더이면 그것: 클래스마다 하위 폴더 하나
    (`my_images/cat/*.jpg`, `my_images/dog/*.png`), 또는 `train/` 과 `test/` 아래에 같은 구조.
    `train/`, `test/` 가 없으면 클래스 비율을 지키며 80:20 으로 나눕니다.
-3) 둘 다 아니면 CIFAR-10 을 내려받고, 안 되면 오프라인 대체 데이터(절차적 도형 10종).
+   이미지 폴더는 '클래스 하위 폴더에 이미지 파일이 있는 폴더'뿐입니다. 01·02 장이 내려받는
+   `data/` (`MNIST/`, `FashionMNIST/`, `sklearn/`) 처럼 하위 폴더에 이미지가 없으면 이미지 폴더가
+   아니라고 한 줄로 알리고 다음 단계로 넘어갑니다.
+2) 아니면 `--data-dir` 의 CIFAR-10 (`cifar-10-batches-py/`), 없으면 내려받기.
+3) 그것도 안 되면 오프라인 대체 데이터(절차적 도형 10종). `--data real` 이면 한 줄 오류.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 CIFAR10_FOLDER = "cifar-10-batches-py"  # torchvision 이 내려받아 푸는 폴더 이름
 IMAGE_SIZE = 32  # 모든 이미지를 이 크기(정사각형)로 맞춥니다
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-DEFAULT_DATA_DIR = "data"  # RunConfig.data_dir 의 기본값
 SHAPES_TRAIN, SHAPES_TEST = 20_000, 4_000  # 오프라인 도형 데이터 크기 (클래스마다 2,000 / 400)
 SMOKE_TRAIN, SMOKE_TEST = 128, 64  # --smoke 에서 쓰는 작은 부분집합 크기
 FOLDER_TEST_FRACTION = 0.2  # train/test 가 나뉘지 않은 이미지 폴더에서 시험용으로 떼어 둘 비율
@@ -70,11 +72,16 @@ def read_image_rgb(path: str | Path, size: int = IMAGE_SIZE) -> torch.Tensor | N
 
 
 def read_predict_image(path: str | Path, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """`--predict` 용: 파일 하나 → (1, 3, size, size) uint8. 없거나 이미지가 아니면 UserError."""
+    """`--predict` 용: 파일 하나 → (1, 3, size, size) uint8. 없거나, 폴더이거나, 이미지가 아니면 UserError."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--predict {path} 는 파일이 아니라 폴더입니다. 이미지 파일 하나를 주세요.")
     if not path.is_file():
         raise UserError(f"--predict 파일 {path} 이 없습니다.")
-    image = read_image_rgb(path, size)
+    try:
+        image = read_image_rgb(path, size)
+    except OSError as error:  # 읽기 권한 없음 등
+        raise UserError(f"--predict 파일 {path} 를 읽을 수 없습니다 ({error.strerror or error}).") from None
     if image is None:
         raise UserError(f"{path} 를 이미지로 읽을 수 없습니다 (PNG, JPG, BMP 등을 쓰세요).")
     return image.unsqueeze(0)
@@ -92,22 +99,31 @@ def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def is_image_folder(root: Path) -> bool:
-    """`root` 를 이미지 폴더로 볼지.
+def _has_class_images(folder: Path) -> bool:
+    """`folder/<클래스>/` 중 하나라도 이미지 파일(확장자 기준)을 담고 있으면 True."""
+    return folder.is_dir() and any(_image_files(sub) for sub in _class_folders(folder))
 
-    CIFAR-10 이 들어 있으면 아닙니다. `train/`·`test/` 가 있거나 이미지가 든 하위 폴더가 있으면
-    맞습니다. 기본 폴더(`data/`)가 아닌 곳을 `--data-dir` 로 직접 가리켰고 하위 폴더나 파일이
-    있으면, 사용자가 이미지 폴더를 뜻한 것으로 보고 맞다고 합니다(이미지가 없으면 뒤에서 오류).
+
+def is_image_folder(root: Path) -> bool:
+    """`root` 를 이미지 폴더로 볼지: 클래스 하위 폴더(`root/<클래스>/` 또는 `root/train/<클래스>/`)에
+    이미지가 있을 때만.
+
+    하위 폴더가 있어도 그 안에 이미지가 없으면(01·02 장의 `data/MNIST/raw/*.gz` 등) 아닙니다.
     """
-    if not root.is_dir() or (root / CIFAR10_FOLDER).is_dir():
-        return False
-    if (root / "train").is_dir() or (root / "test").is_dir():
-        return True
-    subfolders = _class_folders(root)
-    if any(_image_files(folder) for folder in subfolders):
-        return True
-    pointed_here = Path(root).resolve() != Path(DEFAULT_DATA_DIR).resolve()
-    return pointed_here and (bool(subfolders) or bool(_image_files(root)))
+    root = Path(root)
+    return _has_class_images(root / "train") or _has_class_images(root)
+
+
+def not_image_folder_reason(root: Path) -> str:
+    """이미지 폴더가 아닌 이유 한 구절 (알릴 것이 없으면 ""): 폴더는 있는데 쓸 수 없을 때만."""
+    root = Path(root)
+    if not root.is_dir() or (root / CIFAR10_FOLDER).is_dir() or is_image_folder(root):
+        return ""
+    subfolders = [folder.name for folder in _class_folders(root)]
+    if not subfolders:
+        return f"{root} 에 클래스 하위 폴더가 없습니다"
+    shown = ", ".join(subfolders[:5]) + (", …" if len(subfolders) > 5 else "")
+    return f"{root} 의 하위 폴더({shown})에 이미지 파일이 없어 이미지 폴더가 아닙니다"
 
 
 def _read_class_folders(root: Path, classes: list[str] | None = None):
@@ -199,13 +215,16 @@ def color_shapes(seed: int, train_size: int = SHAPES_TRAIN, test_size: int = SHA
 
 
 def load_color_images(mode: str, data_dir: str, smoke: bool, seed: int) -> ColorImages:
-    """데이터 정책(auto / real / offline)에 따라 CIFAR-10, 이미지 폴더, 또는 도형 데이터를 불러옵니다."""
+    """데이터 정책(auto / real / offline)에 따라 이미지 폴더, CIFAR-10, 또는 도형 데이터를 불러옵니다."""
     data = None
     if wants_real_data(mode, smoke):
         root = Path(data_dir)
+        folder_reason = not_image_folder_reason(root)
         if is_image_folder(root):
             data = load_image_folder(root, seed)
         else:
+            if folder_reason and mode == "auto":
+                print(f"[데이터] {folder_reason} → CIFAR-10 을 찾습니다.")
             try:  # 1) 이미 내려받은 파일이 있으면 그대로 (네트워크 없음)
                 splits, reason = (_cifar10_split(root, True, False), _cifar10_split(root, False, False)), ""
             except RuntimeError:  # 2) 없으면 시간 제한을 두고 내려받기
@@ -218,7 +237,7 @@ def load_color_images(mode: str, data_dir: str, smoke: bool, seed: int) -> Color
                 from torchvision.datasets import CIFAR10
 
                 fallback_or_fail(mode, dataset="CIFAR-10", where=str(root / CIFAR10_FOLDER),
-                                 url=CIFAR10.url, reason=reason,
+                                 url=CIFAR10.url, reason="; ".join(filter(None, (folder_reason, reason))),
                                  fallback="절차적 컬러 도형 10종 (오프라인 대체)")
             else:
                 (x_train, y_train), (x_test, y_test) = splits
