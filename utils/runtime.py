@@ -99,8 +99,9 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
     - `Literal[...]` 필드 → 허용 값(choices) 검사
     - 기본값과 필드 옆 주석이 `--help` 에 나옵니다.
     """
+    # allow_abbrev=False: 옛 플래그(--hidden)가 새 플래그(--hidden-size)의 줄임으로 조용히 통하지 않게
     parser = OneLineArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
     )
     hints = typing.get_type_hints(config_cls)
     comments = _field_comments(config_cls)
@@ -219,41 +220,17 @@ def pick_device(name: str = "auto") -> torch.device:
 def set_seed(seed: int) -> None:
     """Python, NumPy, PyTorch(CPU와 모든 GPU)의 난수 생성기를 한 번에 고정합니다.
 
-    DataLoader 의 작업자(worker) 프로세스는 `seed_worker` 를 `worker_init_fn` 으로 주면
-    각자 다르지만 재현 가능한 시드를 받습니다.
+    DataLoader 의 섞기처럼 따로 저장해야 하는 난수는 `torch.Generator().manual_seed(seed)` 로 만들어
+    체크포인트의 generators 로 넘깁니다 (utils/training.py).
     """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # CUDA 가 있으면 모든 GPU 도 함께 고정됩니다
 
 
-def seed_worker(worker_id: int) -> None:
-    """DataLoader(worker_init_fn=seed_worker): 작업자마다 torch 가 정한 시드를 NumPy·random 에도."""
-    worker_seed = torch.initial_seed() % 2**32
-    np.random.seed(worker_seed)
-    random.seed(worker_seed)
-
-
-def make_out_dir(config: RunConfig, script_file: str) -> Path:
-    """출력 폴더: `--out-dir` 이 있으면 그것, 없으면 `outputs/<스크립트 이름>/`."""
-    out_dir = Path(config.out_dir) if config.out_dir else Path("outputs") / Path(script_file).stem
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
-
-
 def count_parameters(model: torch.nn.Module) -> int:
     """학습되는(requires_grad) 파라미터 수."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def describe_run(device: torch.device, model: torch.nn.Module | None = None, data: str = "") -> None:
-    """실행 시작 때 한 번: 장치, 데이터, 파라미터 수."""
-    parts = [f"장치(device): {device}"]
-    if data:
-        parts.append(f"데이터: {data}")
-    if model is not None:
-        parts.append(f"파라미터: {count_parameters(model):,}개")
-    print(" | ".join(parts))
 
 
 def library_versions() -> dict[str, str]:

@@ -1,21 +1,19 @@
-"""학습의 '주제가 아닌' 부분: 진행 막대, 기록(history), 체크포인트 저장/이어하기, 조기 종료, AMP.
+"""학습의 '주제가 아닌' 부분: 진행 막대, 기록(history), 체크포인트 하나의 형식과 이어하기, 조기 종료.
 
-학습 단계 자체(zero_grad → forward → loss → backward → step)는 각 장에 그대로 있습니다.
-여기 있는 것은 어느 장에서나 같은 뒷정리 코드뿐입니다.
+학습 단계 자체(zero_grad → forward → loss → backward → step)와 학습 블록(run block)은 각 장에 그대로
+보입니다. 여기 있는 것은 어느 장에서나 같은 뒷정리 코드뿐입니다.
 
-체크포인트(checkpoint) 한 파일에 담는 것:
-    model, optimizer, scheduler, scaler 의 state_dict, 끝난 epoch, 최고 지표(best metric),
-    각 장이 더 넣고 싶은 값(extra), 그리고 Python·NumPy·PyTorch 의 난수 상태(RNG state).
-난수 상태까지 저장하므로 CPU 에서 `--resume` 으로 이어 한 결과는 끊지 않고 한 번에 학습한
-결과와 같습니다 (tests/test_utils.py 가 확인합니다).
+체크포인트(checkpoint)는 평범한 dict 하나 (`make_checkpoint`): 모델을 다시 만드는 인자(model_args),
+model·optimizer·scheduler·scaler 의 state_dict, 끝난 epoch, 최고 지표(best), 설정(config), 모든 난수
+상태(rng: 전역 + DataLoader 의 generator), 예측에 필요한 것(extra), epoch 별 기록(history).
+새 학습은 첫 걸음 전에 last.pt(epoch 0)를 쓰고 epoch 경계에서만 다시 쓰므로, CPU 에서 어디서 끊든
+`--resume` 결과는 끊지 않은 학습과 같습니다 (tests/test_contract.py 가 모든 장에서 확인합니다).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import math
 import os
 import random
 import signal
@@ -64,22 +62,14 @@ class History:
     (그래서 history.csv 가 지워지거나 중단 뒤 한 줄 더 쓰였어도 기록은 체크포인트와 같습니다).
     """
 
-    def __init__(self, path: Path, resume: bool = False):
+    def __init__(self, path: Path):
         self.path = Path(path)
         self.rows: list[dict] = []
-        if resume and self.path.exists():
-            with self.path.open(newline="", encoding="utf-8") as f:
-                self.rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
     def log(self, **metrics) -> None:
-        """예: history.log(epoch=3, train_loss=0.41, val_acc=0.93)"""
+        """예: history.log(epoch=3, train_loss=0.41, val_accuracy=0.93)"""
         self.rows.append(metrics)
         print("  ".join(_format_metric(k, v) for k, v in metrics.items()))
-        self.save()
-
-    def truncate(self, last_epoch: int) -> None:
-        """이어하기: 체크포인트보다 뒤의 줄(중단 전에 기록만 되고 저장되지 않은 epoch)을 버립니다."""
-        self.rows = [row for row in self.rows if row.get("epoch", 0) <= last_epoch]
         self.save()
 
     def column(self, name: str) -> list[float]:
@@ -95,14 +85,6 @@ class History:
             writer.writeheader()
             writer.writerows(self.rows)
         os.replace(tmp_path, self.path)
-
-
-def _number(text: str):
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
 def _format_metric(name: str, value) -> str:
@@ -185,14 +167,12 @@ def make_checkpoint(config, model_args: dict, state: dict, epoch: int, best: flo
     }
 
 
-def save_checkpoint(path: Path, checkpoint: dict | None = None, **legacy) -> None:
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
     """체크포인트를 임시 파일에 쓴 뒤 이름을 바꿉니다(atomic write).
 
     `os.replace` 는 같은 폴더 안에서 원자적이므로, 쓰는 도중에 중단되어도 `path` 에는
     이전의 온전한 파일이나 새 온전한 파일 중 하나만 남습니다.
     """
-    if checkpoint is None:  # 옛 호출 방식 (01~05 가 새 형식으로 옮겨 가는 동안만)
-        checkpoint = _legacy_state(**legacy)
     path = Path(path)
     tmp_path = path.with_name(path.name + ".tmp")
     try:
@@ -202,15 +182,13 @@ def save_checkpoint(path: Path, checkpoint: dict | None = None, **legacy) -> Non
         tmp_path.unlink(missing_ok=True)  # 실패했을 때 반쯤 쓴 임시 파일을 남기지 않음
 
 
-def load_checkpoint(path: Path, config=None, *, purpose: str = "resume", **legacy) -> dict:
+def load_checkpoint(path: Path, config, *, purpose: str = "resume") -> dict:
     """체크포인트를 읽어 dict 로 돌려줍니다. 파일이 잘못될 수 있는 모든 경우는 한 줄의 UserError.
 
     `weights_only=True`: 텐서와 기본 자료형만 읽습니다. 믿을 수 없는 파일에 숨은 파이썬
     코드가 실행되는 피클(pickle) 공격을 막습니다.
     purpose: "resume"(--resume), "predict"(--predict), "test"(시험 평가) — 오류 문장에 씁니다.
     """
-    if config is None or "model" in legacy:  # 옛 호출 방식 (01~05 가 옮겨 가는 동안만)
-        return _legacy_load(path, **legacy)
     path = Path(path)
     advice = {"resume": "--resume 없이 처음부터 학습하세요",
               "predict": "먼저 --predict 없이 학습하세요 (같은 --out-dir)",
@@ -309,102 +287,6 @@ def epochs_since_best(rows: list[dict], key: str, mode: str = "max") -> int:
     return len(values) - 1 - values.index(best_value)
 
 
-# --- 옛 호출 방식: 01~05 가 새 형식으로 옮겨 가는 동안만 남겨 둡니다 -------------------------
-def _legacy_state(*, model, epoch, best_metric, optimizer=None, scheduler=None, scaler=None,
-                  extra=None) -> dict:
-    return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": epoch, "best_metric": best_metric, "extra": extra or {}, "rng": rng_states(),
-    }
-
-
-def _legacy_load(path: Path, *, model, optimizer=None, scheduler=None, scaler=None,
-                 device="cpu", restore_rng: bool = True) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"체크포인트 {path} 가 없습니다. 먼저 --resume 없이 학습하세요.")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-    except Exception as error:
-        raise UserError(f"체크포인트 {path} 를 읽을 수 없습니다 ({str(error).splitlines()[0]}). "
-                        "다른 설정으로 학습한 파일이면 지우고 다시 학습하세요.") from error
-    for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
-        if obj is not None and state.get(key) is not None:
-            obj.load_state_dict(state[key])
-    if restore_rng:
-        set_rng_states(state["rng"])
-    return {"epoch": state["epoch"], "best_metric": state["best_metric"], "extra": state["extra"]}
-
-
-def checkpoint_extra(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"체크포인트 {path} 가 없습니다. 먼저 --predict 없이 학습하세요 (같은 --out-dir).")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)["extra"]
-    except Exception as error:
-        raise UserError(f"체크포인트 {path} 를 읽을 수 없습니다 ({str(error).splitlines()[0]}). "
-                        "지우고 다시 학습하세요.") from error
-
-
-@contextlib.contextmanager
-def save_on_interrupt(save_fn, out_dir: Path):
-    """Ctrl+C(KeyboardInterrupt) 가 오면 `save_fn()` 으로 last.pt 를 남기고 조용히 끝냅니다.
-
-    사용 예::
-
-        with save_on_interrupt(lambda: save_checkpoint(...), out_dir):
-            for epoch in ...:
-                ...
-    `save_fn` 은 중단 시점에 호출되므로 그때의 epoch 값을 씁니다.
-    """
-    try:
-        yield
-    except KeyboardInterrupt:
-        save_fn()
-        print(f"\n중단됨: {Path(out_dir) / 'last.pt'} 저장. --resume 으로 이어서 학습할 수 있습니다.")
-        raise SystemExit(130) from None  # 130 = 128 + SIGINT, 셸의 관례
-
-
-class EarlyStopping:
-    """검증 지표가 `patience` epoch 동안 나아지지 않으면 멈추라고 알려줍니다.
-
-    mode="max" 는 정확도처럼 클수록 좋은 지표, "min" 은 손실처럼 작을수록 좋은 지표.
-    `state_dict()` 를 체크포인트의 extra 에 넣으면 이어하기 뒤에도 같은 판단을 합니다.
-    """
-
-    def __init__(self, patience: int, mode: str = "max", min_delta: float = 0.0):
-        if mode not in ("max", "min"):
-            raise ValueError("mode 는 'max' 또는 'min'")
-        self.patience, self.mode, self.min_delta = patience, mode, min_delta
-        self.best = -math.inf if mode == "max" else math.inf
-        self.bad_epochs = 0
-
-    def step(self, metric: float) -> bool:
-        """이번 지표가 최고 기록이면 True."""
-        improved = (metric > self.best + self.min_delta if self.mode == "max"
-                    else metric < self.best - self.min_delta)
-        if improved:
-            self.best, self.bad_epochs = metric, 0
-        else:
-            self.bad_epochs += 1
-        return improved
-
-    @property
-    def should_stop(self) -> bool:
-        return self.bad_epochs >= self.patience
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "bad_epochs": self.bad_epochs}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
-
-
 def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
     """손실이 NaN/inf 가 되면 어느 epoch 의 몇 번째 배치인지 말하고 멈춥니다.
 
@@ -414,13 +296,3 @@ def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
     if not torch.isfinite(loss):
         raise UserError(f"손실이 {loss.item()} 이 되었습니다 (epoch {epoch}, 배치 {step}). "
                         "학습률(--lr)을 낮추거나 입력 정규화를 확인하세요.")
-
-
-def autocast(device: torch.device, enabled: bool):
-    """혼합 정밀도(AMP) 문맥: CUDA 에서만 float16. CPU·MPS 에서는 아무 일도 하지 않습니다.
-
-    CPU 의 bfloat16 은 결과 숫자를 몰래 바꾸므로 켜지 않습니다. `torch.amp.autocast` 만 씁니다
-    (옛 `torch.cuda.amp` 는 폐기 예정). float16 에는 `torch.amp.GradScaler("cuda")` 가 함께 필요합니다.
-    """
-    return torch.amp.autocast(device_type=device.type, dtype=torch.float16,
-                              enabled=enabled and device.type == "cuda")
