@@ -19,16 +19,16 @@
     Dice = 2|A∩B| / (|A|+|B|), 경계 IoU(boundary IoU), 16의 배수가 아닌 입력의 패딩(padding).
 
 실행 방법
-    python 09_unet_segmentation.py                       # 기본: 실제 데이터가 없으면 오프라인 절차적 도형
-    python 09_unet_segmentation.py --data offline        # 네트워크 없이: 무늬 배경 위 겹치는 도형, 정확한 마스크
-    python 09_unet_segmentation.py --no-skip             # 건너뛰기 연결 없는 같은 망 (부록은 반대로 skip 망과 비교)
-    python 09_unet_segmentation.py --no-compare          # 부록의 비교 학습 생략 (시간 절반)
-    python 09_unet_segmentation.py --smoke               # 배치 하나로 전체 흐름만 확인 (몇 초)
-    python 09_unet_segmentation.py --data real           # Oxford-IIIT Pet (data/oxford-iiit-pet, 공식 test 목록)
-    python 09_unet_segmentation.py --data-dir my_cells/  # 내 데이터: my_cells/images/*.png + my_cells/masks/*.png
-                                                         # (같은 이름, 마스크 값 > 0 = 전경: 0/1, 0/255 모두 됨)
-    python 09_unet_segmentation.py --predict photo.jpg   # best.pt 로 마스크 + 겹친 그림 + prediction.json
-    python 09_unet_segmentation.py --resume              # 중단된 학습 이어하기
+    python 09_unet_segmentation.py                      # 기본: 실제 데이터가 없으면 오프라인 도형
+    python 09_unet_segmentation.py --data offline       # 네트워크 없이: 무늬 배경 위 겹치는 도형
+    python 09_unet_segmentation.py --no-skip            # 건너뛰기 연결 없는 같은 망 (부록은 skip 망과 비교)
+    python 09_unet_segmentation.py --no-compare         # 부록의 비교 학습 생략 (시간 절반)
+    python 09_unet_segmentation.py --smoke              # 배치 하나로 전체 흐름만 확인 (몇 초)
+    python 09_unet_segmentation.py --data real          # Oxford-IIIT Pet (data/oxford-iiit-pet, 공식 test)
+    python 09_unet_segmentation.py --data-dir my_cells/ # 내 데이터: my_cells/images/ + my_cells/masks/
+                                                        # (같은 이름, 마스크 값 > 0 = 전경: 0/1, 0/255 모두)
+    python 09_unet_segmentation.py --predict photo.jpg  # best.pt 로 마스크 + 겹친 그림 + prediction.json
+    python 09_unet_segmentation.py --resume             # 중단된 학습 이어하기
     GPU 에서 크게 (Oxford-IIIT Pet, 강의와 같은 폭 64):
     python 09_unet_segmentation.py --data real --device cuda --width 64 --image-size 160 \\
         --epochs 30 --batch-size 32
@@ -55,8 +55,16 @@ import torch.nn.functional as F
 from utils.data.segmentation import SegmentationData, load_segmentation_data, read_rgb
 from utils.models import conv_bn_relu
 from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, set_seed, write_run_record
-from utils.training import (History, check_finite, load_trained_model, make_checkpoint, progress,
-                            resume_or_start, save_checkpoint)
+from utils.training import (
+    FREE_FIELDS,
+    History,
+    check_finite,
+    load_trained_model,
+    make_checkpoint,
+    progress,
+    resume_or_start,
+    save_checkpoint,
+)
 from utils.visualization import save_figure
 
 # 모양 글자(shape letters): B=배치, C=채널, H=높이, W=너비, K=클래스(여기서는 전경 하나라 1)
@@ -67,7 +75,7 @@ FIGURE_EXAMPLES = 6  # 겹친 그림(overlay)에 보일 시험 이미지 수
 
 @dataclass
 class Config(RunConfig):
-    chapter: ClassVar[str] = "09_unet_segmentation"  # 출력 폴더 outputs/09_unet_segmentation/, 체크포인트 주인
+    chapter: ClassVar[str] = "09_unet_segmentation"  # 출력 폴더 outputs/<장>/, 체크포인트 주인
     epochs: int = 12  # 조용한 2코어 CPU 에서 skip 망 + 비교용 no-skip 망이 8분 안에 끝나는 크기
     batch_size: int = 32  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 2e-3  # Adam 학습률: 작은 U-Net 은 1e-3~3e-3 에서 빠르고 안정적
@@ -196,9 +204,10 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
-    """올라가기: 전치 합성곱으로 두 배 키움 → 인코더의 같은 깊이 특징 맵과 채널 방향 이어 붙이기 → double conv.
+    """올라가기: 전치 합성곱으로 두 배 키움 → 같은 깊이 인코더 특징 맵과 채널 방향 이어 붙이기 → double conv.
 
-    skip=True : (B, 2C, H/2, W/2) → up → (B, C, H, W); cat [skip (B, C, H, W), up] → (B, 2C, H, W) → (B, C, H, W)
+    skip=True : (B, 2C, H/2, W/2) → up → (B, C, H, W); cat [skip (B, C, H, W), up] → (B, 2C, H, W)
+                → double conv → (B, C, H, W)
     skip=False: (B, 2C, H/2, W/2) → up → (B, C, H, W) → (B, C, H, W)   (이어 붙일 것이 없음: 오토인코더)
     """
 
@@ -317,8 +326,10 @@ def transposed_conv_lesson() -> dict:
     stride2 = transposed_conv2d_by_hand(TRANSPOSED_INPUT, TRANSPOSED_KERNEL, stride=2)  # 겹침 없이 4x4
     assert torch.allclose(stride2, F.conv_transpose2d(TRANSPOSED_INPUT[None, None],
                                                       TRANSPOSED_KERNEL[None, None], stride=2)[0, 0])
-    sizes = {"k2_s1_from2": transposed_conv_output_size(2, 2, 1), "k2_s2_from2": transposed_conv_output_size(2, 2, 2),
-             "k2_s2_from4": transposed_conv_output_size(4, 2, 2), "k3_s2_p1_from4": transposed_conv_output_size(4, 3, 2, 1)}
+    sizes = {"k2_s1_from2": transposed_conv_output_size(2, 2, 1),
+             "k2_s2_from2": transposed_conv_output_size(2, 2, 2),
+             "k2_s2_from4": transposed_conv_output_size(4, 2, 2),
+             "k3_s2_p1_from4": transposed_conv_output_size(4, 3, 2, 1)}
     print(f"[전치 합성곱] 강의 예제 2x2 ⊛ᵀ 2x2 → {by_hand.int().tolist()} (F.conv_transpose2d 와 같음); "
           f"출력 크기 {sizes} — k=2, s=2 는 정확히 두 배, k=3, s=2, p=1 은 2n−1 (output_padding=1 로 2n)")
     return sizes
@@ -334,6 +345,18 @@ def transposed_conv_lesson() -> dict:
 # 주고 Dice 는 전경·배경 불균형을 바로잡으므로 둘을 더해 씁니다.
 
 # %%
+def steps_per_epoch(examples: int, batch_size: int, max_batches: int | None) -> int:
+    return min(math.ceil(examples / batch_size), max_batches or math.inf)
+
+
+def cosine_schedule(optimizer, epochs: int, steps: int):
+    """코사인 감소(cosine annealing): 학습률을 lr 에서 0 까지 반 코사인으로, 배치마다 한 걸음.
+
+    끝 무렵의 작은 학습률이 경계 픽셀 하나하나를 다듬습니다 (고정 학습률보다 짧은 예산에서 유리).
+    """
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
+
+
 DICE_SMOOTH = 1.0  # ε: 전경이 없는 이미지에서 0/0 을 막고, 둘 다 비었을 때 Dice = 1 이 되게 함
 
 
@@ -360,14 +383,18 @@ def dice_vs_bce_lesson(size: int = 64, foreground_pixels: int = 40) -> dict:
               "bce": F.binary_cross_entropy_with_logits(all_background, target).item(),
               "dice_loss": dice_loss(all_background, target).item()}
     print(f"[BCE vs Dice] 전경 {result['foreground_fraction']:.1%} 인 마스크에 '전부 배경' 예측: "
-          f"BCE {result['bce']:.3f} (작음 — 속기 쉬움), Dice 손실 {result['dice_loss']:.3f} (거의 1 — 놓친 것을 알려 줌)")
+          f"BCE {result['bce']:.3f} (작음 — 속기 쉬움), "
+          f"Dice 손실 {result['dice_loss']:.3f} (거의 1 — 놓친 것을 알려 줌)")
     return result
 
 
-def train_one_epoch(model, data: SegmentationData, optimizer, device, epoch: int, *, batch_size: int,
-                    generator: torch.Generator, mean, std, dice_weight: float,
+def train_one_epoch(model, data: SegmentationData, optimizer, scheduler, device, epoch: int, *,
+                    batch_size: int, generator: torch.Generator, mean, std, dice_weight: float,
                     max_batches: int | None = None, desc: str | None = None) -> float:
-    """한 epoch 학습, 평균 손실을 돌려줍니다. 섞기와 뒤집기 증강은 generator 에서 (이어하기가 같도록)."""
+    """한 epoch 학습, 평균 손실을 돌려줍니다. 섞기와 뒤집기 증강은 generator 에서 (이어하기가 같도록).
+
+    scheduler 는 배치마다 한 걸음 (None 이면 학습률 고정).
+    """
     model.train()  # BatchNorm 이 배치 통계를 쓰고 이동 평균을 갱신하도록
     order = torch.randperm(len(data), generator=generator)  # 데이터가 텐서 하나에 들어가 DataLoader 없이 자름
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)][:max_batches]
@@ -382,6 +409,8 @@ def train_one_epoch(model, data: SegmentationData, optimizer, device, epoch: int
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total += loss.item() * len(index)
         count += len(index)
     return total / count
@@ -451,7 +480,7 @@ def metrics_lesson() -> dict:
 def evaluate(model, data: SegmentationData, device, *, mean, std, batch_size: int = 64,
              dice_weight: float = 1.0, max_batches: int | None = None) -> dict:
     """손실과 지표 dict: loss, iou/dice/pixel_accuracy (데이터 전체), *_per_image (이미지 평균),
-    boundary_iou (윤곽 띠의 데이터 전체 IoU), all_background_images (전경을 하나도 예측하지 않은 이미지 수)."""
+    boundary_iou (윤곽 띠의 데이터 전체 IoU), all_background_images (전경을 하나도 예측 안 한 이미지 수)."""
     model.eval()  # BatchNorm 이 학습 때 모은 이동 평균을 쓰도록 (배치 구성에 따라 결과가 달라지지 않게)
     counts, boundary_counts, total_loss, seen = [], [], 0.0, 0
     for start in range(0, len(data), batch_size)[:max_batches]:
@@ -500,8 +529,9 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, color=(1.0, 0.2, 0.2), alph
     return picture
 
 
-def plot_overlays(data: SegmentationData, predicted: torch.Tensor, path: Path, show: bool, title: str) -> Path:
-    """행마다: 이미지 | 정답 마스크 겹침 | 예측 마스크 겹침 | 오류 (빨강 = 거짓 양성 FP, 파랑 = 거짓 음성 FN)."""
+def plot_overlays(data: SegmentationData, predicted: torch.Tensor, path: Path, show: bool,
+                  title: str) -> Path:
+    """행마다: 이미지 | 정답 마스크 겹침 | 예측 겹침 | 오류 (빨강 = 거짓 양성 FP, 파랑 = 거짓 음성 FN)."""
     rows = len(data)
     fig, axes = plt.subplots(rows, 4, figsize=(9, 2.3 * rows), squeeze=False)
     for row in range(rows):
@@ -551,7 +581,8 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
 
     확률 지도를 원래 크기로 되돌려(쌍선형) 0.5 에서 자르므로 마스크는 원본 사진과 같은 크기입니다.
     """
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="predict")
+    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                           purpose="predict")
     extra = checkpoint["extra"]
     path = Path(config.predict)
     if not path.exists():
@@ -563,7 +594,8 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
         raise UserError(f"--predict 이미지 {path} 가 {picture.width}x{picture.height} 로 너무 작습니다 "
                         f"(한 변 {MIN_PREDICT_SIDE} 픽셀 이상).")
     size = extra["image_size"]
-    resized = torch.from_numpy(np.asarray(picture.resize((size, size)))).permute(2, 0, 1)[None]  # (1, 3, S, S)
+    resized = torch.from_numpy(np.asarray(picture.resize((size, size))))  # (S, S, 3) uint8
+    resized = resized.permute(2, 0, 1)[None]  # (1, 3, S, S)
     mean, std = torch.tensor(extra["mean"]), torch.tensor(extra["std"])
     with torch.no_grad():
         logits = model(to_input(resized, mean, std, device))  # (1, 1, S, S)
@@ -585,7 +617,8 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
               "foreground_fraction": round(mask.float().mean().item(), 6),
               "all_background": not bool(mask.any()), "mask": str(mask_path), "overlay": str(overlay_path),
               "trained_on": extra["data"]}
-    (out_dir / "prediction.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "prediction.json").write_text(json.dumps(result, indent=2, ensure_ascii=False),
+                                             encoding="utf-8")
     print(f"{path}: 전경 {result['foreground_fraction']:.1%} → {mask_path}, {overlay_path}")
     if result["all_background"]:
         print("  모델이 전경을 하나도 찾지 못했습니다 (전부 배경). 학습 데이터와 다른 종류의 사진이거나, "
@@ -608,12 +641,16 @@ def compare_skip(config: Config, train: SegmentationData, val: SegmentationData,
     generator = torch.Generator().manual_seed(config.seed)
     other = build_model(width=config.width, depth=config.depth, skip=other_skip).to(device)
     optimizer = torch.optim.Adam(other.parameters(), lr=config.lr)
+    steps = steps_per_epoch(len(train), config.batch_size, max_batches)
+    scheduler = cosine_schedule(optimizer, epochs, steps)  # 본 모델과 같은 학습률 일정
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        loss = train_one_epoch(other, train, optimizer, device, epoch, batch_size=config.batch_size,
-                               generator=generator, mean=mean, std=std, dice_weight=config.dice_weight,
-                               max_batches=max_batches, desc=f"{'skip' if other_skip else 'no-skip'} {epoch}")
-        print(f"  [{'skip' if other_skip else 'no-skip'}] epoch {epoch} train_loss {loss:.4f}")
+        name = "skip" if other_skip else "no-skip"
+        loss = train_one_epoch(other, train, optimizer, scheduler, device, epoch,
+                               batch_size=config.batch_size, generator=generator, mean=mean, std=std,
+                               dice_weight=config.dice_weight, max_batches=max_batches,
+                               desc=f"{name} {epoch}")
+        print(f"  [{name}] epoch {epoch} train_loss {loss:.4f}")
     other_test = evaluate(other, test, device, mean=mean, std=std, dice_weight=config.dice_weight,
                           max_batches=max_batches)
     seconds = time.perf_counter() - started
@@ -638,8 +675,8 @@ def compare_skip(config: Config, train: SegmentationData, val: SegmentationData,
     return {"skip": skip_test, "no_skip": no_skip_test, "seconds": seconds}
 
 
-def plot_skip_comparison(data: SegmentationData, skip_masks, no_skip_masks, skip_test: dict, no_skip_test: dict,
-                         path: Path, show: bool) -> Path:
+def plot_skip_comparison(data: SegmentationData, skip_masks, no_skip_masks, skip_test: dict,
+                         no_skip_test: dict, path: Path, show: bool) -> Path:
     """행마다: 이미지 | 정답 | U-Net(skip) 예측 | no-skip 예측, 그리고 아래에 두 망의 지표 막대."""
     rows = len(data)
     fig = plt.figure(figsize=(9, 2.2 * rows + 3))
@@ -696,22 +733,28 @@ def main(config: Config) -> dict:
     model = build_model(**model_args).to(device)
     for name, shape in trace_shapes(model, config.image_size):
         print(f"  {name:>11}: {shape}")
-    print(f"장치(device): {device} | U-Net ({'skip' if model.skip else 'no-skip'}) 파라미터 {count_parameters(model):,}개")
+    print(f"장치(device): {device} | U-Net ({'skip' if model.skip else 'no-skip'}) "
+          f"파라미터 {count_parameters(model):,}개")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = cosine_schedule(optimizer, epochs,
+                                steps_per_epoch(len(train), config.batch_size, max_batches))
     loader_generator = torch.Generator().manual_seed(config.seed)
     extra = {"data": data_name, "image_size": config.image_size, "mean": mean.tolist(), "std": std.tolist()}
 
     # 3. 학습 (best.pt 는 검증 IoU 가 가장 높은 epoch) -------------------------------
     history = History(out_dir / "history.csv")
-    state = {"model": model, "optimizer": optimizer, "scheduler": None}
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,  # noqa: E731
-                                                     generators=[loader_generator], history=history, extra=extra)
+                                                     generators=[loader_generator], history=history,
+                                                     extra=extra)
+    # 학습률 일정이 epochs 에 달려 있으므로 --resume 때 --epochs 를 바꾸는 것도 '다른 설정'으로 거절
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf)
+                                        history=history, best=-math.inf, free=FREE_FIELDS - {"epochs"})
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):
-            train_loss = train_one_epoch(model, train, optimizer, device, epoch, batch_size=config.batch_size,
+            train_loss = train_one_epoch(model, train, optimizer, scheduler, device, epoch,
+                                         batch_size=config.batch_size,
                                          generator=loader_generator, mean=mean, std=std,
                                          dice_weight=config.dice_weight, max_batches=max_batches)
             scores = evaluate(model, val, device, mean=mean, std=std, dice_weight=config.dice_weight,
@@ -757,12 +800,13 @@ def main(config: Config) -> dict:
 def report_test(scores: dict, baseline: dict) -> None:
     """시험 지표 출력과 '전부 배경' 예측 감지 (0/255 마스크를 잘못 읽었을 때의 전형적인 증상)."""
     print(f"\n[시험] IoU {scores['iou']:.4f} (데이터 전체) / {scores['iou_per_image']:.4f} (이미지 평균), "
-          f"Dice {scores['dice']:.4f} / {scores['dice_per_image']:.4f}, 픽셀 정확도 {scores['pixel_accuracy']:.4f}, "
+          f"Dice {scores['dice']:.4f} / {scores['dice_per_image']:.4f}, "
+          f"픽셀 정확도 {scores['pixel_accuracy']:.4f}, "
           f"경계 IoU {scores['boundary_iou']:.4f}")
     print(f"  기준선 '전부 배경': IoU {baseline['iou']:.4f}, 픽셀 정확도 {baseline['pixel_accuracy']:.4f} "
           "— 픽셀 정확도만 보면 그럴듯해 보이는 이유")
     if scores["all_background_images"]:
-        print(f"  주의: 시험 이미지 {scores['all_background_images']}장에서 전경을 하나도 예측하지 않았습니다 "
+        print(f"  주의: 시험 이미지 {scores['all_background_images']}장에서 전경을 하나도 예측하지 않음 "
               "(전부 배경). 학습이 덜 되었거나 마스크의 전경이 비어 있는지 확인하세요.")
 
 

@@ -49,7 +49,8 @@ class SegmentationData:
 
     def subset(self, index) -> SegmentationData:
         index = torch.as_tensor(index)
-        return SegmentationData(self.images[index], self.masks[index], [self.names[i] for i in index.tolist()])
+        names = [self.names[i] for i in index.tolist()]
+        return SegmentationData(self.images[index], self.masks[index], names)
 
 
 # ---------------------------------------------------------------------------
@@ -149,7 +150,8 @@ def make_shapes(n: int, size: int = 64, seed: int = 0, stream: int = 0) -> Segme
         image = image + rng.normal(0, NOISE_STD, image.shape)
         images[i] = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
         masks[i, 0] = mask
-    return SegmentationData(torch.from_numpy(images), torch.from_numpy(masks), [f"shapes_{seed}_{stream}_{i}" for i in range(n)])
+    names = [f"shapes_{seed}_{stream}_{i}" for i in range(n)]
+    return SegmentationData(torch.from_numpy(images), torch.from_numpy(masks), names)
 
 
 # ---------------------------------------------------------------------------
@@ -189,7 +191,7 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 def _resize_pair(image: Image.Image, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """이미지는 쌍선형(bilinear), 마스크는 최근접(nearest)으로 size×size 로: 마스크에 0.5 같은 값이 생기지 않게."""
+    """이미지는 쌍선형(bilinear), 마스크는 최근접(nearest)으로 size×size 로 (마스크에 0.5 같은 값이 없게)."""
     image_array = np.asarray(image.resize((size, size), Image.BILINEAR)).transpose(2, 0, 1)  # (3, H, W)
     mask_image = Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)
     return image_array, (np.asarray(mask_image) > 0)[None]  # (1, H, W)
@@ -221,7 +223,8 @@ def pair_files(folder: Path) -> list[tuple[Path, Path]]:
     mask_by_stem = {p.stem: p for p in masks}
     pairs, lonely = [], []
     for image in images:
-        match = next((mask_by_stem[image.stem + s] for s in MASK_NAME_SUFFIXES if image.stem + s in mask_by_stem), None)
+        candidates = [image.stem + suffix for suffix in MASK_NAME_SUFFIXES]
+        match = next((mask_by_stem[stem] for stem in candidates if stem in mask_by_stem), None)
         (pairs.append((image, match)) if match is not None else lonely.append(image))
     if lonely:
         raise UserError(f"이미지 {lonely[0]} 에 짝이 되는 마스크가 {folder / 'masks'} 에 없습니다 "
@@ -254,7 +257,8 @@ def load_mask_folder(folder: Path, size: int) -> SegmentationData:
 # ---------------------------------------------------------------------------
 # 4) Oxford-IIIT Pet (torchvision)
 # ---------------------------------------------------------------------------
-def load_oxford_pets(root: Path, split: str, size: int, download: bool = False) -> tuple[SegmentationData, int]:
+def load_oxford_pets(root: Path, split: str, size: int,
+                     download: bool = False) -> tuple[SegmentationData, int]:
     """torchvision `OxfordIIITPet(split, target_types="segmentation")` → (데이터, 건너뛴 파일 수).
 
     split: "trainval" 또는 "test" (데이터 세트의 공식 목록). 몇몇 파일은 깨졌거나 확장자와 다른
@@ -311,8 +315,8 @@ def load_segmentation_data(mode: str, data_dir: Path, *, smoke: bool, size: int,
         if (data_dir / "images").is_dir() or (data_dir / "masks").is_dir():
             if not has_mask_folder(data_dir):
                 missing = "masks" if (data_dir / "images").is_dir() else "images"
-                raise UserError(f"{data_dir} 에 {missing}/ 폴더가 없습니다: 내 데이터는 {data_dir}/images/ 와 "
-                                f"{data_dir}/masks/ 에 같은 이름으로 두세요.")
+                raise UserError(f"{data_dir} 에 {missing}/ 폴더가 없습니다: 내 데이터는 "
+                                f"{data_dir}/images/ 와 {data_dir}/masks/ 에 같은 이름으로 두세요.")
             data = load_mask_folder(data_dir, size)
             if len(data) < 3:
                 raise UserError(f"{data_dir} 의 이미지-마스크 쌍이 {len(data)}개뿐입니다: 학습·검증·시험에 "
@@ -324,7 +328,8 @@ def load_segmentation_data(mode: str, data_dir: Path, *, smoke: bool, size: int,
         if isinstance(pets, tuple):
             (trainval, skipped_trainval), (test, skipped_test) = pets
             if skipped_trainval or skipped_test:
-                print(f"[데이터] Oxford-IIIT Pet: 읽을 수 없는 파일 {skipped_trainval + skipped_test}개를 건너뜀 "
+                skipped = skipped_trainval + skipped_test
+                print(f"[데이터] Oxford-IIIT Pet: 읽을 수 없는 파일 {skipped}개 건너뜀 "
                       f"(trainval {skipped_trainval}, test {skipped_test})")
             train, val = _split(trainval, val_fraction, seed)
             return train, val, test, "Oxford-IIIT Pet (real, trimap pet+border vs background)"
