@@ -204,22 +204,31 @@ def _assert_one_line_error(result, *needles):
         assert needle in lines[0], lines[0]
 
 
-def test_bad_folders_end_in_one_line(tmp_path):
+def test_bad_folders(ch09, tmp_path):
+    """짝 없는 이미지(이름을 댐), 크기가 다른 마스크, 빈 폴더, 아무것도 없는 --data-dir → 한 줄 UserError.
+
+    하나는 사용자처럼 하위 프로세스로 돌려 종료 코드 2, 한 줄, traceback 없음을 확인합니다.
+    """
     _write_folder(tmp_path / "lonely", [(20, 20), (24, 20), (30, 20)])
     (tmp_path / "lonely" / "masks" / "img2.png").unlink()
     _write_folder(tmp_path / "size", [(20, 20), (24, 20), (30, 20)])
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "size" / "masks" / "img1.png")
     (tmp_path / "empty" / "images").mkdir(parents=True)
     (tmp_path / "empty" / "masks").mkdir()
+    (tmp_path / "no_masks" / "images").mkdir(parents=True)
     (tmp_path / "nothing").mkdir()
-    cases = [("lonely", "img2.jpg"), ("size", "img1.png"), ("empty", "이미지 파일"), ("nothing", "nothing")]
+    cases = [("lonely", "img2.jpg"), ("size", "img1.png"), ("empty", "이미지 파일"), ("no_masks", "masks/"),
+             ("nothing", "nothing")]
     for folder, needle in cases:
-        result = run_script(SCRIPT, "--data", "real", "--data-dir", str(tmp_path / folder), "--device", "cpu",
-                            "--out-dir", str(tmp_path / "out"))
-        _assert_one_line_error(result, needle)
+        with pytest.raises(UserError, match=needle):
+            ch09.load_segmentation_data("real", tmp_path / folder, smoke=False, size=32, seed=0,
+                                        sizes=(4, 4, 4), val_fraction=0.2)
+    result = run_script(SCRIPT, "--data", "real", "--data-dir", str(tmp_path / "lonely"), "--device", "cpu",
+                        "--out-dir", str(tmp_path / "out"))
+    _assert_one_line_error(result, "img2.jpg")
 
 
-def test_folder_run_then_predict(tmp_path):
+def test_folder_run_then_predict(ch09, tmp_path):
     """내 폴더(크기 제각각, 0/255 마스크)로 짧게 학습 → --predict 가 마스크, 그림, prediction.json 을 씀."""
     _write_folder(tmp_path / "data", [(40 + 3 * i, 30 + 2 * i) for i in range(8)])
     out = tmp_path / "out"
@@ -238,13 +247,15 @@ def test_folder_run_then_predict(tmp_path):
     assert (prediction["width"], prediction["height"]) == (61, 45)
     assert Image.open(prediction["mask"]).size == (61, 45)  # 원본 크기의 마스크
     assert (out / "prediction_overlay.png").stat().st_size > 1000
-    if prediction["all_background"]:
-        assert "전경을 하나도" in result.stdout  # 전부 배경이면 말해야 함
+    assert prediction["all_background"] == ("전경을 하나도" in result.stdout)  # 전부 배경이면 말해야 함
 
     (tmp_path / "notes.txt").write_text("not an image")
+    Image.fromarray(np.zeros((4, 30, 3), np.uint8)).save(tmp_path / "thin.png")
     for bad, needle in ((tmp_path / "notes.txt", "읽을 수 없습니다"), (tmp_path, "폴더"),
-                        (tmp_path / "missing.jpg", "없습니다")):
-        _assert_one_line_error(run_script(SCRIPT, "--predict", str(bad), *common), needle)
+                        (tmp_path / "missing.jpg", "없습니다"), (tmp_path / "thin.png", "너무 작습니다")):
+        config = ch09.Config(predict=str(bad), out_dir=str(out), device="cpu")
+        with pytest.raises(UserError, match=needle):
+            ch09.predict(config, torch.device("cpu"), out)
 
 
 # --- 학습 확인 -------------------------------------------------------------------
