@@ -204,7 +204,7 @@ def _assert_one_line_error(result, *needles):
         assert needle in lines[0], lines[0]
 
 
-def test_bad_folders(ch09, tmp_path):
+def test_bad_folders(ch09, tmp_path, monkeypatch):
     """짝 없는 이미지(이름을 댐), 크기가 다른 마스크, 빈 폴더, 아무것도 없는 --data-dir → 한 줄 UserError.
 
     하나는 사용자처럼 하위 프로세스로 돌려 종료 코드 2, 한 줄, traceback 없음을 확인합니다.
@@ -219,6 +219,10 @@ def test_bad_folders(ch09, tmp_path):
     (tmp_path / "nothing").mkdir()
     cases = [("lonely", "img2.jpg"), ("size", "img1.png"), ("empty", "이미지 파일"), ("no_masks", "masks/"),
              ("nothing", "nothing")]
+    import utils.data.common
+
+    # 테스트는 네트워크를 쓰지 않음: 'nothing' 폴더에서 Pet 을 내려받으려는 시도를 실패로 바꿈
+    monkeypatch.setattr(utils.data.common, "try_download", lambda fn, **kw: (None, "no network in tests"))
     for folder, needle in cases:
         with pytest.raises(UserError, match=needle):
             ch09.load_segmentation_data("real", tmp_path / folder, smoke=False, size=32, seed=0,
@@ -277,3 +281,11 @@ def test_short_offline_run_beats_all_background(ch09):
     baseline = ch09.all_background_baseline(test)
     assert baseline["iou"] == 0
     assert scores["iou"] >= baseline["iou"] + 0.3, scores
+
+
+def test_no_skip_flag_turns_skip_off(ch09):
+    """`--no-skip` 는 skip=False 로 (필드 이름이 no_skip 이면 argparse 가 '--no-' 를 False 로 읽어 무시됨)."""
+    from utils.runtime import parse_config
+
+    assert parse_config(ch09.Config, ["--no-skip"]).skip is False
+    assert parse_config(ch09.Config, []).skip is True
