@@ -262,6 +262,14 @@ class UNet(nn.Module):
         return logits[..., :height, :width]  # 패딩을 잘라 (B, classes, H, W)
 
 
+def describe_model(model: UNet, size: int, device) -> None:
+    """실행 시작 때 한 번: 부품마다 출력 모양, 장치, 파라미터 수."""
+    for name, shape in trace_shapes(model, size):
+        print(f"  {name:>11}: {shape}")
+    print(f"장치(device): {device} | U-Net ({'skip' if model.skip else 'no-skip'}) "
+          f"파라미터 {count_parameters(model):,}개")
+
+
 def build_model(in_channels: int = 3, classes: int = 1, width: int = 16, depth: int = 4,
                 skip: bool = True) -> UNet:
     """체크포인트의 model_args 만으로 같은 모델을 다시 만듭니다 (--resume, --predict, 시험 평가)."""
@@ -725,6 +733,8 @@ def main(config: Config) -> dict:
     mean, std = channel_stats(train.images)
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None  # --smoke: epoch 마다 학습·평가 배치 하나
+    # 학습·평가에 늘 같이 넘기는 것: 정규화 값, 손실의 Dice 비중, --smoke 의 배치 제한
+    options = {"mean": mean, "std": std, "dice_weight": config.dice_weight, "max_batches": max_batches}
     print(f"[데이터] {data_name}: 학습 {len(train)}, 검증 {len(val)}, 시험 {len(test)}장, "
           f"{config.image_size}x{config.image_size}, 전경 비율 {train.masks.float().mean().item():.1%}")
 
@@ -733,10 +743,7 @@ def main(config: Config) -> dict:
     model_args = {"in_channels": 3, "classes": 1, "width": config.width, "depth": config.depth,
                   "skip": config.skip}
     model = build_model(**model_args).to(device)
-    for name, shape in trace_shapes(model, config.image_size):
-        print(f"  {name:>11}: {shape}")
-    print(f"장치(device): {device} | U-Net ({'skip' if model.skip else 'no-skip'}) "
-          f"파라미터 {count_parameters(model):,}개")
+    describe_model(model, config.image_size, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = cosine_schedule(optimizer, epochs,
                                 steps_per_epoch(len(train), config.batch_size, max_batches))
@@ -756,11 +763,8 @@ def main(config: Config) -> dict:
     try:
         for epoch in range(start_epoch, epochs + 1):
             train_loss = train_one_epoch(model, train, optimizer, scheduler, device, epoch,
-                                         batch_size=config.batch_size,
-                                         generator=loader_generator, mean=mean, std=std,
-                                         dice_weight=config.dice_weight, max_batches=max_batches)
-            scores = evaluate(model, val, device, mean=mean, std=std, dice_weight=config.dice_weight,
-                              max_batches=max_batches)
+                                         batch_size=config.batch_size, generator=loader_generator, **options)
+            scores = evaluate(model, val, device, **options)
             history.log(epoch=epoch, train_loss=train_loss, val_loss=scores["loss"], val_iou=scores["iou"],
                         val_iou_per_image=scores["iou_per_image"], val_boundary_iou=scores["boundary_iou"])
             if scores["iou"] > best:  # 검증 전경 IoU (데이터 전체), 클수록 좋음
@@ -774,8 +778,7 @@ def main(config: Config) -> dict:
     model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
 
     # 4. 평가 (시험 점수는 언제나 best.pt 로) ------------------------------------------
-    test_scores = evaluate(model, test, device, mean=mean, std=std, dice_weight=config.dice_weight,
-                           max_batches=max_batches)
+    test_scores = evaluate(model, test, device, **options)
     baseline = all_background_baseline(test)
     report_test(test_scores, baseline)
 
