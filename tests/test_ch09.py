@@ -289,3 +289,31 @@ def test_no_skip_flag_turns_skip_off(ch09):
 
     assert parse_config(ch09.Config, ["--no-skip"]).skip is False
     assert parse_config(ch09.Config, []).skip is True
+
+
+def test_oxford_pet_layout_trimap_and_corrupt_files(ch09, tmp_path):
+    """torchvision 의 Oxford-IIIT Pet 배치를 작게 흉내: trimap 1·3 = 전경, 깨진 JPEG 는 건너뛰고 셈."""
+    from utils.data.segmentation import load_oxford_pets
+
+    base = tmp_path / "oxford-iiit-pet"
+    (base / "images").mkdir(parents=True)
+    (base / "annotations" / "trimaps").mkdir(parents=True)
+    names = ["Abyssinian_1", "Abyssinian_2", "beagle_3", "beagle_4"]
+    trimap = np.full((20, 30), 2, np.uint8)  # 배경
+    trimap[5:10, 5:15] = 1  # 동물 50 픽셀
+    trimap[4, 5:15] = 3  # 경계 10 픽셀
+    for name in names:
+        Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(base / "images" / f"{name}.jpg")
+        Image.fromarray(trimap).save(base / "annotations" / "trimaps" / f"{name}.png")
+    (base / "images" / "beagle_4.jpg").write_bytes(b"\xff\xd8 not really a jpeg")  # 깨진 파일
+    lines = [f"{name} 1 1 1" for name in names]
+    (base / "annotations" / "trainval.txt").write_text("\n".join(lines[:2]) + "\n")
+    (base / "annotations" / "test.txt").write_text("\n".join(lines[2:]) + "\n")
+
+    test, skipped = load_oxford_pets(tmp_path, "test", size=30)
+    assert (len(test), skipped) == (1, 1)
+    assert test.masks.shape == (1, 1, 30, 30)
+    assert test.masks.sum().item() == pytest.approx(60 * (30 * 30) / (20 * 30), abs=12)  # 동물 + 경계
+    train, val, test, name = ch09.load_segmentation_data("real", tmp_path, smoke=False, size=16, seed=0,
+                                                         sizes=(4, 4, 4), val_fraction=0.3)
+    assert name.startswith("Oxford-IIIT Pet") and (len(train), len(val), len(test)) == (1, 1, 1)

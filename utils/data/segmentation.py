@@ -273,10 +273,10 @@ def load_oxford_pets(root: Path, split: str, size: int,
         try:
             image, trimap = dataset[index]  # PIL RGB 이미지, PIL 'L' 삼분 지도 (값 1, 2, 3)
             image.load()
+            mask = np.isin(np.asarray(trimap), PET_FOREGROUND_TRIMAP)  # 동물 + 경계 = 전경
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             skipped += 1
             continue
-        mask = np.isin(np.asarray(trimap), PET_FOREGROUND_TRIMAP)
         if mask.shape != (image.height, image.width):
             skipped += 1
             continue
