@@ -111,6 +111,9 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
         help_text = comments.get(field.name, " ").replace("%", "%%")  # argparse 는 % 를 서식으로 읽음
         kwargs: dict = {"default": field.default, "help": help_text}
         if hint is bool:
+            if field.name.startswith("no_"):  # BooleanOptionalAction 은 --no-… 를 늘 False 로 읽음
+                raise TypeError(f"{config_cls.__name__}.{field.name}: bool 필드 이름은 no_ 로 시작할 수 "
+                                "없습니다 (예: no_skip 대신 skip: bool = True 와 --no-skip)")
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is Literal:
             choices = typing.get_args(hint)
