@@ -84,14 +84,15 @@ D_LOSS_VANISHING = 0.05  # D 손실(두 BCE 의 합)이 이보다 작으면 D �
 MAX_PREDICT = 10_000  # --predict 한 번에 쓸 수 있는 최대 이미지 수 (디스크를 채우지 않게)
 VAL_SAMPLES = 500  # epoch 마다 검증에 쓰는 생성 표본 수 (FD·붕괴 계량기)
 GRID_SAMPLES = 64  # 고정 잡음 격자 8x8
+CLASSIFIER_BATCH = 128  # 평가용 분류기의 배치 크기
 SEED_OFFSETS = {"classifier": 1, "val_noise": 2, "test_noise": 3, "untrained": 4, "toy": 5, "interp": 6}
 
 
 @dataclass
 class Config(RunConfig):
-    chapter: ClassVar[str] = "07_gan_image_generation"  # 출력 폴더 outputs/07_gan_image_generation/, 체크포인트 주인
-    dataset: Literal["mnist", "fashion", "cifar10", "folder"] = "mnist"  # folder: --data-dir 의 이미지 폴더 (CelebA 등)
-    loss: Literal["gan", "wgan-gp"] = "gan"  # gan: DCGAN (BCE, 비포화 G 손실), wgan-gp: 바서슈타인 + 기울기 벌점
+    chapter: ClassVar[str] = "07_gan_image_generation"  # 출력 폴더 이름, 체크포인트 주인 표시
+    dataset: Literal["mnist", "fashion", "cifar10", "folder"] = "mnist"  # folder: --data-dir 의 이미지들
+    loss: Literal["gan", "wgan-gp"] = "gan"  # gan: DCGAN (BCE, 비포화 G 손실), wgan-gp: 바서슈타인+벌점
     image_size: int = 32  # 생성 이미지 한 변: 32 또는 64 (4x4 에서 두 배씩 키우는 구조)
     latent_dim: int = 100  # z 의 차원 (DCGAN 논문·강의 표의 100)
     width: int = 32  # G 마지막 층·D 첫 층 채널 수, 한 단계마다 두 배 (논문 64; CPU 시간 예산 때문에 32)
@@ -102,18 +103,19 @@ class Config(RunConfig):
     gp_weight: float = 10.0  # WGAN-GP 기울기 벌점의 λ (논문 값)
     val_fraction: float = 0.1  # 학습 분할에서 떼어 best.pt 고르기(검증 FD)에 쓰는 비율
     eval_samples: int = 1000  # 시험 지표(클래스 분포·FD)를 잴 생성 이미지 수
-    classifier_epochs: int = 4  # 평가용 분류기 학습 epoch (digits·MNIST 모두 97% 이상이면 충분)
+    classifier_steps: int = 120  # 평가용 분류기 학습 걸음(배치 128): digits 97%, MNIST 95% 이상
     toy_steps: int = 2000  # 8-가우시안 장난감의 생성기 걸음 수 (0 이면 생략)
     max_images: int = 20000  # 이미지 폴더에서 읽을 최대 장수 (64x64 RGB 2만 장 ≈ 1 GB)
     predict: int = 0  # N>0: best.pt 의 생성기로 새 이미지 N장을 쓰고 끝냄 (0 = 학습)
 
     def __post_init__(self):
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
-            raise ValueError(f"--image-size 는 {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} 중 하나여야 합니다 "
-                             f"(받은 값: {self.image_size}).")
+            supported = ", ".join(map(str, SUPPORTED_IMAGE_SIZES))
+            raise ValueError(f"--image-size 는 {supported} 중 하나여야 합니다 (받은 값: {self.image_size}).")
         if not 0 <= self.predict <= MAX_PREDICT:
-            raise ValueError(f"--predict 는 0(학습) 또는 1~{MAX_PREDICT} 장이어야 합니다 (받은 값: {self.predict}).")
-        for name in ("latent_dim", "width", "critic_steps", "classifier_epochs", "max_images"):
+            raise ValueError(f"--predict 는 0(학습) 또는 1~{MAX_PREDICT} 장이어야 합니다 "
+                             f"(받은 값: {self.predict}).")
+        for name in ("latent_dim", "width", "critic_steps", "classifier_steps", "max_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다 "
                                  f"(받은 값: {getattr(self, name)}).")
@@ -208,7 +210,7 @@ def train_toy_gan(loss: str, steps: int, critic_steps: int, gp_weight: float, se
 
 def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator | None, max_batches=None):
     """이미지 텐서를 섞어(generator 가 있으면) batch_size 씩. 마지막 작은 배치는 버림(BatchNorm 통계 안정)."""
-    order = torch.randperm(len(images), generator=generator) if generator is not None else torch.arange(len(images))
+    order = torch.randperm(len(images), generator=generator) if generator else torch.arange(len(images))
     count = max(1, len(images) // batch_size)
     if max_batches is not None:
         count = min(count, max_batches)
@@ -219,12 +221,12 @@ def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator | 
 # %% [markdown]
 # ## 2. 모델: DCGAN 생성기와 판별기
 # 어떤 활성화 함수를 어디에 왜 쓰는지 (DCGAN 논문, 강의 표):
-# | 위치              | 활성화     | 이유                                                                    |
-# |-------------------|------------|-------------------------------------------------------------------------|
-# | G 은닉층          | ReLU       | 양수 쪽 기울기가 1 이라 깊은 업샘플링에서도 기울기가 잘 흐름               |
-# | G 출력층          | Tanh       | [-1, 1] 로 묶어 실제 이미지 범위와 맞춤; 양 끝이 포화해 밝기가 빨리 자리 잡음 |
-# | D 은닉층          | LeakyReLU  | 음수 쪽에도 0.2 의 기울기: D 를 거쳐 G 로 돌아가는 기울기가 끊기지 않음      |
-# | D 출력            | Sigmoid    | 확률 D(x) ∈ (0, 1). 여기서는 로짓을 내고 BCEWithLogitsLoss 안에서 처리     |
+# | 위치     | 활성화    | 이유                                                           |
+# |----------|-----------|----------------------------------------------------------------|
+# | G 은닉층 | ReLU      | 양수 쪽 기울기가 1: 깊은 업샘플링에서도 기울기가 잘 흐름       |
+# | G 출력층 | Tanh      | [-1, 1] 로 묶어 실제 이미지 범위와 맞춤 (양 끝 포화로 빨리 안정) |
+# | D 은닉층 | LeakyReLU | 음수 쪽에도 기울기 0.2: D 를 거쳐 G 로 가는 기울기가 안 끊김    |
+# | D 출력   | Sigmoid   | 확률 D(x) ∈ (0, 1). 여기서는 로짓을 내고 손실 안에서 처리      |
 # 정규화: G·D 모두 BatchNorm (단 G 출력층·D 입력층 제외: 출력 분포와 입력 통계를 그대로 두려고).
 # WGAN-GP 의 비평가(critic)에는 BatchNorm 을 쓰지 않습니다: 기울기 벌점은 표본 하나하나에 대한
 # ∇D(x̂) 인데 BatchNorm 은 배치 안의 표본을 서로 섞어 그 기울기를 바꿉니다. 대신 표본마다 따로
@@ -282,12 +284,14 @@ class Discriminator(nn.Module):
         super().__init__()
         stages = stage_count(image_size)
         size = image_size // 2
-        layers = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)]  # (B, w, S/2, S/2)
+        layers = [nn.Conv2d(channels, width, 4, 2, 1),  # (B, width, S/2, S/2)
+                  nn.LeakyReLU(LEAKY_SLOPE, inplace=True)]
         features = width
         for _ in range(stages - 1):  # (B, f, s, s) → (B, 2f, s/2, s/2)
             size //= 2
+            # LayerNorm: 표본마다 자기 (C, H, W) 전체로 정규화 → 배치의 다른 표본과 섞이지 않음
             normalization = (nn.BatchNorm2d(features * 2) if norm == "batch"
-                             else nn.LayerNorm([features * 2, size, size]))  # 표본마다 (C, H, W) 전체를 정규화
+                             else nn.LayerNorm([features * 2, size, size]))
             layers += [nn.Conv2d(features, features * 2, 4, 2, 1, bias=False), normalization,
                        nn.LeakyReLU(LEAKY_SLOPE, inplace=True)]
             features *= 2
@@ -342,7 +346,8 @@ def describe_model(gan: GAN, image_size: int, channels: int) -> None:
     with torch.no_grad():
         z = torch.zeros(2, gan.latent_dim, 1, 1)
         images = torch.zeros(2, channels, image_size, image_size)
-        for name, net, inputs in (("generator", gan.generator.net, z), ("discriminator", gan.discriminator.net, images)):
+        for name, net, inputs in (("generator", gan.generator.net, z),
+                                  ("discriminator", gan.discriminator.net, images)):
             was_training = net.training
             net.eval()  # BatchNorm 통계를 건드리지 않게
             steps = " → ".join(str(shape[1:]) for _, shape in layer_shapes(net, inputs))
@@ -408,7 +413,7 @@ def generator_loss(fake_logits: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 class AdversarialOptimizers:
-    """G 와 D 의 Adam 두 개. state_dict()/load_state_dict() 가 있어 체크포인트의 "optimizer" 한 칸에 들어감."""
+    """G 와 D 의 Adam 두 개. state_dict()/load_state_dict() 가 있어 체크포인트의 "optimizer" 칸 하나에."""
 
     def __init__(self, gan: GAN, lr: float, loss: str):
         betas = ADAM_BETAS[loss]
@@ -486,15 +491,18 @@ def train_one_epoch(gan: GAN, optimizers: AdversarialOptimizers, images: torch.T
 
 
 class FeatureClassifier(nn.Module):
-    """이미지 (B, C, S, S) → 특징 (B, F) → 로짓 (B, K). 평가 전용의 작은 CNN."""
+    """이미지 (B, C, S, S) → 특징 (B, F) → 로짓 (B, K). 평가 전용의 작은 CNN (03장의 Conv→BN→ReLU→Pool)."""
 
     def __init__(self, channels: int, classes: int, features: int = 64):
         super().__init__()
+        pooled = 8  # 32px: 32→16→8 그대로, 64px: 16 을 8 로 평균 풀링 → 두 크기 모두 같은 선형층
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, S/2, S/2)
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, S/4, S/4)
-            nn.Conv2d(64, features, 3, padding=1), nn.ReLU(),  # (B, F, S/4, S/4)
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (B, F): 크기와 무관한 전역 평균 → 32·64 px 모두
+            nn.Conv2d(channels, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.MaxPool2d(2),  # (B, 32, S/2, S/2)
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.MaxPool2d(2),  # (B, 64, S/4, S/4)
+            nn.AdaptiveAvgPool2d(pooled), nn.Flatten(),  # (B, 64·8·8)
+            nn.Linear(64 * pooled * pooled, features), nn.ReLU())  # (B, F): FD 를 재는 특징 공간
         self.head = nn.Linear(features, classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -514,17 +522,16 @@ def train_classifier(data: GanImages, config: Config, device: torch.device,
         classifier = FeatureClassifier(data.channels, len(data.classes)).to(device)
         optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3)
         shuffle = torch.Generator().manual_seed(seed)
-        labels = data.y_train
-        for _ in range(config.classifier_epochs):
-            classifier.train()
-            order = torch.randperm(len(labels), generator=shuffle)
-            for index in progress(range(0, len(order) if max_batches is None else 128, 128), desc="classifier"):
-                batch = order[index:index + 128]
-                logits = classifier(data.x_train[batch].to(device))
-                loss = F.cross_entropy(logits, labels[batch].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        steps = 1 if max_batches else config.classifier_steps
+        epochs = math.ceil(steps * CLASSIFIER_BATCH / len(data.y_train))  # 데이터가 작으면 여러 바퀴
+        order = torch.cat([torch.randperm(len(data.y_train), generator=shuffle) for _ in range(epochs)])
+        classifier.train()
+        for batch in progress(order.split(CLASSIFIER_BATCH)[:steps], desc="classifier"):
+            logits = classifier(data.x_train[batch].to(device))
+            loss = F.cross_entropy(logits, data.y_train[batch].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
     classifier.eval()
     predictions = classify(classifier, data.x_test, device)[0]
     return classifier, (predictions == data.y_test).float().mean().item()
@@ -585,7 +592,8 @@ def class_statistics(labels: torch.Tensor, classes: int) -> dict:
 
 
 @torch.no_grad()
-def generate(generator: Generator, noise: torch.Tensor, device: torch.device, batch_size: int = 500) -> torch.Tensor:
+def generate(generator: Generator, noise: torch.Tensor, device: torch.device,
+             batch_size: int = 500) -> torch.Tensor:
     """고정 잡음 (N, Z) → 이미지 (N, C, S, S), CPU. eval(): BatchNorm 이 학습 중 모은 통계를 씀."""
     generator.eval()
     return torch.cat([generator(noise[start:start + batch_size].to(device)).cpu()
@@ -604,9 +612,8 @@ def evaluate(gan: GAN, classifier: FeatureClassifier, real_images: torch.Tensor,
     gan.eval()
     fake = generate(gan.generator, noise, device)
     labels, features = classify(classifier, fake, device)
-    real_logits = torch.cat([gan.discriminator(real_images[i:i + 500].to(device)).cpu()
-                             for i in range(0, len(real_images), 500)])
-    fake_logits = torch.cat([gan.discriminator(fake[i:i + 500].to(device)).cpu() for i in range(0, len(fake), 500)])
+    real_logits, fake_logits = (torch.cat([gan.discriminator(part.to(device)).cpu() for part in images.split(500)])
+                                for images in (real_images, fake))  # (N_real,), (N,)
     d_loss = discriminator_loss(real_logits, fake_logits, loss)  # 라이브러리 BCEWithLogits (gp 제외)
     d_real = real_logits.mean().item()
     if loss == "gan":  # 처음부터 만든 bce_with_logits 가 라이브러리와 같은 값인지 매번 확인
@@ -628,12 +635,13 @@ def fixed_noise(count: int, latent_dim: int, seed: int) -> torch.Tensor:
 # ## 5. 시각화
 
 
-def save_epoch_grid(generator: Generator, noise: torch.Tensor, path: Path, device: torch.device) -> None:
+def save_epoch_grid(generator: Generator, noise: torch.Tensor, folder: Path, epoch: int,
+                    device: torch.device) -> None:
     """고정 잡음 64개의 생성 이미지를 8x8 격자 PNG 로 (같은 z 가 epoch 마다 어떻게 변하는지)."""
     from torchvision.utils import save_image
 
-    path.parent.mkdir(exist_ok=True)
-    save_image(to_pixel_range(generate(generator, noise, device)), path, nrow=8, padding=2)
+    folder.mkdir(exist_ok=True)
+    save_image(to_pixel_range(generate(generator, noise, device)), folder / f"epoch_{epoch:03d}.png", nrow=8)
 
 
 def save_animation(frame_paths: list[Path], path: Path) -> Path | None:
@@ -676,13 +684,15 @@ def plot_training(step_log: dict, rows: list[dict], loss: str, path: Path, show:
     return save_figure(fig, path, show)
 
 
-def plot_class_histogram(fractions: dict[str, list[float]], classes: list[str], path: Path, show: bool) -> Path:
+def plot_class_histogram(fractions: dict[str, list[float]], classes: list[str], path: Path,
+                         show: bool) -> Path:
     """생성 표본(학습 / 미학습 G)과 실제 시험 데이터의 클래스 비율 막대그래프."""
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(classes) + 3), 4))
     width = 0.8 / len(fractions)
     for index, (name, values) in enumerate(fractions.items()):
         ax.bar([k + index * width for k in range(len(classes))], values, width=width, label=name)
-    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))], classes, rotation=30 if len(classes) > 10 else 0)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))], classes,
+                  rotation=30 if len(classes) > 10 else 0)
     ax.set(xlabel="class (by the evaluation classifier)", ylabel="fraction of samples",
            title="Class histogram of generated samples")
     ax.legend()
@@ -699,7 +709,8 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
 
     from torchvision.utils import save_image
 
-    gan, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)  # 먼저: 없으면 한 줄
+    # 체크포인트를 가장 먼저: 없거나 깨졌으면 다른 일을 하기 전에 한 줄 오류
+    gan, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
     extra = checkpoint["extra"]
     images = generate(gan.generator, fixed_noise(config.predict, gan.latent_dim, config.seed), device)
     labels = classify(restore_classifier(extra, device), images, device)[0]
@@ -708,15 +719,19 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     files = []
     for index, image in enumerate(to_pixel_range(images)):
         save_image(image, folder / f"sample_{index:04d}.png")
-        files.append({"file": f"predictions/sample_{index:04d}.png", "class": extra["classes"][labels[index]]})
+        files.append({"file": f"predictions/sample_{index:04d}.png",
+                      "class": extra["classes"][labels[index]]})
     shown = min(len(images), GRID_SAMPLES)
-    plot_image_grid(to_pixel_range(images[:shown]), [f["class"] for f in files[:shown]], out_dir / "prediction.png",
-                    config.show, title=f"{len(images)} new samples (epoch {checkpoint['epoch']} generator)")
+    plot_image_grid(to_pixel_range(images[:shown]), [f["class"] for f in files[:shown]],
+                    out_dir / "prediction.png", config.show,
+                    title=f"{len(images)} new samples (epoch {checkpoint['epoch']} generator)")
     result = {"count": len(images), "seed": config.seed, "checkpoint": str(out_dir / "best.pt"),
               "epoch": checkpoint["epoch"], "data": extra["data"], "images": files}
-    (out_dir / "prediction.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    (out_dir / "prediction.json").write_text(text, encoding="utf-8")
     counts = torch.bincount(labels, minlength=len(extra["classes"])).tolist()
-    print(f"새 이미지 {len(images)}장 → {folder} (분류기가 본 클래스별 수: {counts}), {out_dir / 'prediction.json'}")
+    print(f"새 이미지 {len(images)}장 → {folder} (분류기가 본 클래스별 수: {counts}), "
+          f"{out_dir / 'prediction.json'}")
     return result
 
 
@@ -766,8 +781,8 @@ def study_eight_gaussians(config: Config, out_dir: Path) -> dict:
             "toy_gan_modes_captured": results["gan"][0], "toy_gan_high_quality_fraction": results["gan"][1]}
 
 
-def study_samples_and_interpolation(gan: GAN, classifier: FeatureClassifier, classes: list[str], config: Config,
-                                    device: torch.device, out_dir: Path) -> None:
+def study_samples_and_interpolation(gan: GAN, classifier: FeatureClassifier, classes: list[str],
+                                    config: Config, device: torch.device, out_dir: Path) -> None:
     """best.pt 생성기의 표본 격자(samples.png)와 z 쌍 4개 사이 8단계 보간(interpolation.png).
 
     제목은 분류기가 본 클래스: 보간 중 숫자가 바뀌는 지점이 보입니다.
@@ -775,14 +790,15 @@ def study_samples_and_interpolation(gan: GAN, classifier: FeatureClassifier, cla
     noise = fixed_noise(GRID_SAMPLES, gan.latent_dim, config.seed + SEED_OFFSETS["interp"])  # (64, Z)
     images = generate(gan.generator, noise, device)
     labels = classify(classifier, images, device)[0]
-    plot_image_grid(to_pixel_range(images), [classes[k] for k in labels], out_dir / "samples.png", config.show,
-                    title="Samples from best.pt (title: class seen by the evaluation classifier)")
+    plot_image_grid(to_pixel_range(images), [classes[k] for k in labels], out_dir / "samples.png",
+                    config.show, title="Samples from best.pt (title: class by the evaluation classifier)")
     steps, pairs = 8, 4
     images = torch.cat([interpolate_latent(gan.generator, noise[2 * k], noise[2 * k + 1], steps, device)
                         for k in range(pairs)])  # (pairs·steps, C, S, S)
     labels = classify(classifier, images, device)[0]
     plot_image_grid(to_pixel_range(images), [classes[k] for k in labels], out_dir / "interpolation.png",
-                    config.show, title="Latent interpolation: each row goes from z_start to z_end", columns=steps)
+                    config.show, title="Latent interpolation: each row goes from z_start to z_end",
+                    columns=steps)
 
 
 # %% 실행
@@ -808,15 +824,16 @@ def main(config: Config) -> dict:
     describe_model(gan, config.image_size, data.channels)
     optimizers = AdversarialOptimizers(gan, config.lr, config.loss)
     shuffle = torch.Generator().manual_seed(config.seed)
-    val_noise = fixed_noise(min(VAL_SAMPLES, eval_count), config.latent_dim, config.seed + SEED_OFFSETS["val_noise"])
+    val_noise = fixed_noise(min(VAL_SAMPLES, eval_count), config.latent_dim,
+                            config.seed + SEED_OFFSETS["val_noise"])
     step_log = {key: [] for key in ("epoch", "d_loss", "g_loss", "d_real", "d_fake")}
     extra = {"data": data.name, "classes": data.classes, "channels": data.channels,
              "classifier": classifier.state_dict(), "steps": step_log}
 
     history = History(out_dir / "history.csv")
     state = {"model": gan, "optimizer": optimizers, "scheduler": None}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, generators=[shuffle],
-                                                     history=history, extra=extra)
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
+                                                     generators=[shuffle], history=history, extra=extra)
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[shuffle], history=history,
                                         best=math.inf)
     restore_step_log(step_log, out_dir / "last.pt", config, start_epoch)  # 걸음별 기록도 이어서
@@ -826,8 +843,7 @@ def main(config: Config) -> dict:
                                     max_batches)
             val = evaluate(gan, classifier, data.x_val, val_features, val_noise, config.loss, device)
             history.log(epoch=epoch, **train, **{f"val_{k}": v for k, v in val.items()})
-            save_epoch_grid(gan.generator, val_noise[:GRID_SAMPLES], out_dir / "epochs" / f"epoch_{epoch:03d}.png",
-                            device)
+            save_epoch_grid(gan.generator, val_noise[:GRID_SAMPLES], out_dir / "epochs", epoch, device)
             if val["fd"] < best:  # 검증 기준: 처음 보는 실제 이미지와의 FD, 작을수록 좋음
                 best = val["fd"]
                 save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
@@ -835,18 +851,19 @@ def main(config: Config) -> dict:
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
-    gan, best_checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    gan, best_pt = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
     test = test_scores(gan, classifier, data, model_args, config, eval_count, device, out_dir)
     report_training(history, step_log, epochs, config, out_dir)
     study_samples_and_interpolation(gan, classifier, data.classes, config, device, out_dir)
     toy = study_eight_gaussians(config, out_dir)
-    metrics = {**test, "classifier_accuracy": classifier_accuracy, "best_epoch": best_checkpoint["epoch"], **toy}
+    metrics = {**test, "classifier_accuracy": classifier_accuracy, "best_epoch": best_pt["epoch"], **toy}
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
                      seconds=time.time() - started, parameters=count_parameters(gan), metrics=metrics,
                      headline="fd")
-    print(f"시험 (best.pt, epoch {best_checkpoint['epoch']}): FD {test['fd']:.2f} "
+    print(f"시험 (best.pt, epoch {best_pt['epoch']}): FD {test['fd']:.2f} "
           f"(학습 전 G {test['fd_untrained']:.2f}, 실제 대 실제 {test['fd_real']:.2f}), "
-          f"최소 클래스 비율 {test['min_class_fraction']:.3f}, 엔트로피 {test['class_entropy']:.3f} → {out_dir}")
+          f"최소 클래스 비율 {test['min_class_fraction']:.3f}, 엔트로피 {test['class_entropy']:.3f} "
+          f"→ {out_dir}")
     return metrics
 
 
@@ -870,19 +887,23 @@ def test_scores(gan: GAN, classifier: FeatureClassifier, data: GanImages, model_
     real_subset = data.x_train[:eval_count]  # 학습 이미지 중 같은 수: 실제끼리의 거리 = 표본 수가 만드는 바닥
     real_features = classify(classifier, real_subset, device)[1]
     fd_real = frechet_distance(real_features, test_features)
-    assert math.isclose(fd_real, frechet_distance_scipy(real_features, test_features), rel_tol=1e-3, abs_tol=1e-3)
-    fractions = {name: class_statistics(classify(classifier, images, device)[0], len(data.classes))["fractions"]
+    library = frechet_distance_scipy(real_features, test_features)  # 같은 식을 scipy 로: 확인용
+    assert math.isclose(fd_real, library, rel_tol=1e-3, abs_tol=1e-3), (fd_real, library)
+    count = len(data.classes)
+    fractions = {name: class_statistics(classify(classifier, images, device)[0], count)["fractions"]
                  for name, images in (("trained G", generate(gan.generator, noise, device)),
                                       ("untrained G", generate(untrained_gan.generator, noise, device)),
                                       ("real (test)", data.x_test))}
     plot_class_histogram(fractions, data.classes, out_dir / "class_histogram.png", config.show)
     return {"fd": trained["fd"], "fd_untrained": untrained["fd"], "fd_real": fd_real,
             "min_class_fraction": trained["min_class_fraction"], "class_entropy": trained["class_entropy"],
-            "classes_covered": trained["classes_covered"], "untrained_min_class_fraction": untrained["min_class_fraction"]}
+            "classes_covered": trained["classes_covered"],
+            "untrained_min_class_fraction": untrained["min_class_fraction"]}
 
 
 def report_training(history: History, step_log: dict, epochs: int, config: Config, out_dir: Path) -> None:
-    """학습 곡선 그림과 epoch 격자 GIF. 기록은 체크포인트에서 되살린 것, 격자는 디스크의 PNG: 이어하기와 같음."""
+    """학습 곡선 그림과 epoch 격자 GIF. 기록은 체크포인트에서 되살린 것, 격자는 디스크의 PNG 라
+    이어하기를 해도 끊김 없는 실행과 같은 그림이 나옵니다."""
     plot_training(step_log, history.rows, config.loss, out_dir / "training_curves.png", config.show)
     frames = [out_dir / "epochs" / f"epoch_{epoch:03d}.png" for epoch in range(1, epochs + 1)]
     save_animation([path for path in frames if path.exists()], out_dir / "training.gif")

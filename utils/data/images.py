@@ -142,7 +142,7 @@ def _cifar10(root: Path, download: bool) -> tuple:
     splits = []
     for train in (True, False):
         dataset = CIFAR10(root=str(root), train=train, download=download)
-        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).float() / 255.0  # (N,32,32,3) → (N,3,32,32)
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).float() / 255.0  # (N,H,W,3) → (N,3,H,W)
         splits += [to_unit_range(images), torch.tensor(dataset.targets, dtype=torch.int64)]
     return tuple(splits)
 
