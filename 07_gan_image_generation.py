@@ -616,7 +616,8 @@ def evaluate(gan: GAN, classifier: FeatureClassifier, real_images: torch.Tensor,
     gan.eval()
     fake = generate(gan.generator, noise, device)
     labels, features = classify(classifier, fake, device)
-    real_logits, fake_logits = (torch.cat([gan.discriminator(part.to(device)).cpu() for part in images.split(500)])
+    real_logits, fake_logits = (torch.cat([gan.discriminator(part.to(device)).cpu()
+                                           for part in images.split(500)])
                                 for images in (real_images, fake))  # (N_real,), (N,)
     d_loss = discriminator_loss(real_logits, fake_logits, loss)  # 라이브러리 BCEWithLogits (gp 제외)
     d_real = real_logits.mean().item()
@@ -813,7 +814,7 @@ def main(config: Config) -> dict:
     if config.predict:  # 6. 추론만
         return predict(config, device, out_dir)
     set_seed(config.seed)
-    data = load_gan_images(  # 1. 데이터config.dataset, config.data, config.data_dir, config.smoke, config.seed,
+    data = load_gan_images(config.dataset, config.data, config.data_dir, config.smoke, config.seed,  # 1. 데이터
                            config.image_size, config.val_fraction, config.max_images)
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None
