@@ -814,7 +814,7 @@ def main(config: Config) -> dict:
     if config.predict:  # 6. 추론만
         return predict(config, device, out_dir)
     set_seed(config.seed)
-    data = load_gan_images(config.dataset, config.data, config.data_dir, config.smoke, config.seed,  # 1. 데이터
+    data = load_gan_images(config.dataset, config.data, config.data_dir, config.smoke, config.seed,  # 1.
                            config.image_size, config.val_fraction, config.max_images)
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None
