@@ -162,6 +162,11 @@ def test_toy_ring_scoring(ch07):
     centres = ch07.toy_centres()
     on_modes = centres.repeat_interleave(30, dim=0)  # 모드마다 30개, 정확히 중심
     assert ch07.score_ring(on_modes) == (8, 1.0)
+    outward = centres / centres.norm(dim=1, keepdim=True)  # (8, 2) 고리 바깥 방향 단위 벡터
+    near = (centres + 2.9 * ch07.TOY_SIGMA * outward).repeat_interleave(30, dim=0)  # 3σ 바로 안
+    far = (centres + 3.1 * ch07.TOY_SIGMA * outward).repeat_interleave(30, dim=0)  # 3σ 바로 밖
+    assert ch07.score_ring(near) == (8, 1.0) and ch07.score_ring(far) == (0, 0.0)
+    assert ch07.score_ring(on_modes[: 8 * 30 - 11])[0] == 7  # 마지막 모드에 19개 < 20 → 놓친 모드
     collapsed = torch.cat([centres[:3].repeat_interleave(30, dim=0), torch.zeros(10, 2)])  # 3개 모드 + 원점
     modes, quality = ch07.score_ring(collapsed)
     assert modes == 3 and quality == pytest.approx(90 / 100)
