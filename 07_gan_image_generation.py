@@ -100,7 +100,7 @@ class Config(RunConfig):
     image_size: int = 32  # 생성 이미지 한 변: 32 또는 64 (4x4 에서 두 배씩 키우는 구조)
     latent_dim: int = 100  # z 의 차원 (DCGAN 논문·강의 표의 100)
     width: int = 32  # G 마지막 층·D 첫 층 채널 수, 한 단계마다 두 배 (논문 64; CPU 시간 예산 때문에 32)
-    epochs: int = 60  # sklearn digits(약 1,300장) 기준. 실제 MNIST 는 5 epoch 이면 숫자가 또렷함
+    epochs: int = 100  # digits(약 1,300장, epoch 당 G 20걸음) 기준. 실제 MNIST 는 5 epoch 이면 충분
     batch_size: int = 64  # DCGAN 논문은 128; 작은 데이터에서 epoch 당 걸음 수를 늘리려 64
     lr: float = 2e-4  # G·D 공통 Adam 학습률 (DCGAN 논문의 값)
     critic_steps: int = 5  # WGAN-GP: 생성기 한 걸음마다 비평가 걸음 수 (논문 n_critic = 5)
