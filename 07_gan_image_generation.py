@@ -912,6 +912,10 @@ def report_training(history: History, step_log: dict, epochs: int, config: Confi
     """학습 곡선 그림과 epoch 격자 GIF. 기록은 체크포인트에서 되살린 것, 격자는 디스크의 PNG 라
     이어하기를 해도 끊김 없는 실행과 같은 그림이 나옵니다."""
     plot_training(step_log, history.rows, config.loss, out_dir / "training_curves.png", config.show)
+    with (out_dir / "steps.csv").open("w", encoding="utf-8") as f:  # G 걸음마다 한 줄
+        f.write("step," + ",".join(step_log) + "\n")
+        for index, values in enumerate(zip(*step_log.values()), start=1):
+            f.write(f"{index}," + ",".join(f"{v:.6g}" for v in values) + "\n")
     frames = [out_dir / "epochs" / f"epoch_{epoch:03d}.png" for epoch in range(1, epochs + 1)]
     save_animation([path for path in frames if path.exists()], out_dir / "training.gif")
 
