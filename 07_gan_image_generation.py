@@ -668,19 +668,20 @@ def plot_training(step_log: dict, rows: list[dict], loss: str, path: Path, show:
     axes[0].plot(steps, step_log["d_loss"], label="D loss", alpha=0.8)
     axes[0].plot(steps, step_log["g_loss"], label="G loss", alpha=0.8)
     axes[0].set(xlabel="generator step", ylabel="loss", title="Losses per step")
-    score = "D(x)" if loss == "gan" else "critic score"
-    axes[1].plot(steps, step_log["d_real"], label=f"{score} on real")
-    axes[1].plot(steps, step_log["d_fake"], label=f"{score} on G(z)")
+    name = "D" if loss == "gan" else "critic"
+    axes[1].plot(steps, step_log["d_real"], label=f"{name}(x), real")
+    axes[1].plot(steps, step_log["d_fake"], label=f"{name}(G(z)), generated")
     axes[1].set(xlabel="generator step", ylabel="probability" if loss == "gan" else "score",
                 title="Discriminator outputs per step")
     epochs = [row["epoch"] for row in rows]
     axes[2].plot(epochs, [row["val_fd"] for row in rows], marker="o", color="tab:red", label="val FD")
-    axes[2].set(xlabel="epoch", ylabel="Frechet distance", title="Validation FD and class coverage")
+    axes[2].set(xlabel="epoch", ylabel="Frechet distance (log scale)", yscale="log",
+                title="Validation FD and class coverage")
     axes[2].xaxis.get_major_locator().set_params(integer=True)
     coverage = axes[2].twinx()
     coverage.plot(epochs, [row["val_min_class_fraction"] for row in rows], marker=".", color="tab:green",
                   label="min class fraction")
-    coverage.set_ylabel("min class fraction")
+    coverage.set(ylabel="min class fraction", ylim=(0, 0.2))  # 10 클래스 균등이면 0.1
     for ax in axes[:2]:
         ax.grid(alpha=0.3)
         ax.legend()
