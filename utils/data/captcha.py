@@ -181,8 +181,8 @@ def offline_captchas(train_size: int, val_size: int, test_size: int, length: int
 # ---------------------------------------------------------------------------
 # 실제 폴더: 파일 이름 = 정답
 # ---------------------------------------------------------------------------
-def read_gray(path: str | Path, height: int, width: int) -> np.ndarray | None:
-    """이미지 파일 → (height, width) uint8 회색조. 이미지로 읽을 수 없으면 None.
+def read_gray(path: str | Path, height: int, width: int) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """이미지 파일 → ((height, width) uint8 회색조, 원래 (높이, 너비)). 이미지로 읽을 수 없으면 None.
 
     OpenCV 로 픽셀만 읽습니다(어떤 코드도 실행하지 않음). imdecode(np.fromfile(...)) 는 cv2.imread 와
     달리 Windows 의 한글 경로도 읽습니다. INTER_AREA: 줄일 때 계단 무늬가 적은 보간.
@@ -196,7 +196,7 @@ def read_gray(path: str | Path, height: int, width: int) -> np.ndarray | None:
     image = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE) if buffer.size else None
     if image is None or image.size == 0:
         return None
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), image.shape[:2]
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -229,11 +229,11 @@ def load_captcha_folder(folder: str | Path, seed: int, val_fraction: float, test
         raise UserError(f"캡차 폴더 {folder} 에 이미지(.png, .jpg …)가 없습니다. {layout_help}")
     images = np.empty((len(files), 1, height, width), dtype=np.uint8)
     for index, path in enumerate(files):
-        image = read_gray(path, height, width)
-        if image is None:
+        loaded = read_gray(path, height, width)
+        if loaded is None:
             raise UserError(f"{path} 를 이미지로 읽을 수 없습니다 (손상되었거나 이미지가 아님). "
                             "고치거나 폴더에서 빼세요.")
-        images[index, 0] = image
+        images[index, 0] = loaded[0]
     labels = [path.stem for path in files]
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
     n_test = max(1, round(len(files) * test_fraction))
@@ -258,14 +258,14 @@ def load_captcha_folder(folder: str | Path, seed: int, val_fraction: float, test
 
 def _download_keras_captchas(root: Path) -> Path:
     """keras-io 예제의 zip 을 받아 root 에 풉니다 (시간 제한은 호출하는 try_download 가 겁니다)."""
+    import io
     import urllib.request
 
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / (KERAS_FOLDER + ".zip")
-    urllib.request.urlretrieve(KERAS_URL, archive)
+    with urllib.request.urlopen(KERAS_URL) as response:  # 약 9 MB: 메모리에 받은 뒤 풂
+        archive = io.BytesIO(response.read())
+    root.mkdir(parents=True, exist_ok=True)  # 받기에 성공했을 때만 폴더를 만듦
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(root)
-    archive.unlink()
     return root / KERAS_FOLDER
 
 
