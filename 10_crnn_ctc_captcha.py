@@ -31,7 +31,13 @@
         --width 64 --hidden-size 256 --batch-size 256 --captcha-length 6
 
 기대 결과
-    (측정 조건과 숫자는 아래 '측정값' 을 보세요. 벤치마크 후 benchmarks/results.json 의 값으로 바뀝니다.)
+    (벤치마크 전 임시 값: 아래는 이 장을 쓴 사람이 바쁜 2코어 CPU 에서 OMP_NUM_THREADS=1 로 잰 것.
+    benchmarks/run_all.py 가 조용한 기계에서 3번 잰 중앙값으로 바꿉니다.)
+    오프라인 캡차, 기본 설정 (6 epoch × 1만 장): MEASURED_OFFLINE
+    실제 폴더 흉내 (PIL·DejaVu 글꼴로 그린 200x50 캡차 1,040장, 19개 기호, 5글자; 학습 832 / 검증 104 /
+    시험 104, 기본 설정): MEASURED_REAL
+    빈칸 평탄 구간: 손실이 글자당 약 3 에서 멈추고 모든 frame 이 빈칸인 구간이 첫 epoch 앞부분에 있습니다
+    (learning_curve.png 왼쪽).
 """
 
 import math

@@ -86,6 +86,23 @@ def test_beam_search_finds_label_that_greedy_path_misses(mod):
     assert mod.beam_search_decode(hand_built_log_probs(path)[:, 0], "2yg", beam_width=5) == "2yggg"
 
 
+def test_wide_beam_search_finds_most_probable_label_by_brute_force(mod):
+    """빔이 충분히 넓으면 접두사 빔 탐색은 정확: 모든 경로를 세어 라벨별로 더한 확률의 argmax 와 같아야 함."""
+    import itertools
+    from collections import defaultdict
+
+    symbols = "_ab"
+    for seed in range(12):
+        torch.manual_seed(seed)
+        log_probs = (torch.randn(5, 3) * 1.5).log_softmax(-1)  # (T, K): 애매한 frame 들
+        label_probability = defaultdict(float)
+        for path in itertools.product(range(3), repeat=5):
+            label = mod.collapse("".join(symbols[k] for k in path))
+            label_probability[label] += math.exp(sum(log_probs[t, k].item() for t, k in enumerate(path)))
+        best = max(label_probability, key=label_probability.get)
+        assert mod.beam_search_decode(log_probs, "ab", beam_width=100, prune=-math.inf) == best, seed
+
+
 def test_cer_and_edit_distance_on_known_strings(mod):
     from torchmetrics.text import CharErrorRate
 
@@ -189,7 +206,7 @@ def test_pointed_empty_data_dir_is_one_clear_line(tmp_path):
 def test_short_run_lowers_ctc_loss(mod):
     torch.manual_seed(0)
     data = load_captchas("offline", "data", False, 0, val_fraction=0.1, test_fraction=0.1, height=32,
-                         width=128, offline_sizes=(256, 64, 4), length=4, alphabet="2345")
+                         width=128, offline_sizes=(128, 64, 4), length=4, alphabet="2345")
     config = mod.Config(batch_size=32, lr=3e-3, min_epoch_images=1, width=16, hidden_size=48)
     model = mod.build_model(len(data.alphabet) + 1, 32, config.width, config.hidden_size, 0.0)
     before = mod.evaluate(model, data.val_images, data.val_labels, data.alphabet, "cpu")["loss"]
