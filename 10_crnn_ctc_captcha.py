@@ -580,7 +580,7 @@ def plot_predictions(images: torch.Tensor, predictions: list[str], truths: list[
             right = predictions[index] == truths[index]
             ax.set_title(predictions[index] if right else f"{predictions[index]} ({truths[index]})",
                          color="green" if right else "red", fontsize=9, family="monospace")
-    fig.suptitle("Test captchas: read text (truth in brackets when wrong)")
+    fig.suptitle("Test captchas: read text (mistakes first, in red, truth in brackets)")
     return save_figure(fig, path, show)
 
 
@@ -617,9 +617,12 @@ def save_figures(model, data: Captchas, history: History, trace: History, steps_
     plot_learning_curve(history.rows, trace.rows, steps_per_epoch, out_dir / "learning_curve.png",
                         config.show)
     predictions, probabilities = predict_texts(model, data.test_images, data.alphabet, device)
-    shown = slice(0, PREDICTION_GRID_SIZE)
-    plot_predictions(data.test_images[shown], predictions[shown], data.test_labels[shown],
-                     out_dir / "test_predictions.png", config.show)
+    # 틀린 것을 먼저 (최대 격자의 1/3), 나머지는 맞은 것: 잘 학습되면 앞의 24장이 모두 맞아 빨강이 안 보임
+    wrong = [i for i, (p, t) in enumerate(zip(predictions, data.test_labels)) if p != t]
+    right = [i for i, (p, t) in enumerate(zip(predictions, data.test_labels)) if p == t]
+    shown = (wrong[:PREDICTION_GRID_SIZE // 3] + right)[:PREDICTION_GRID_SIZE]
+    plot_predictions(data.test_images[shown], [predictions[i] for i in shown],
+                     [data.test_labels[i] for i in shown], out_dir / "test_predictions.png", config.show)
     # 같은 글자가 겹친 캡차가 있으면 그것을 골라 frame 지도를 그림 (빈칸이 사이를 가르는 모습)
     doubled = [i for i, t in enumerate(data.test_labels) if has_doubled_character(t)]
     pick = doubled[0] if doubled else 0
