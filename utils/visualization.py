@@ -46,7 +46,7 @@ def plot_history(rows: list[dict], path: Path, show: bool = False,
         for key in group:
             ax.plot(epochs, [row.get(key, np.nan) for row in rows], marker="o", label=key)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # 2.5 epoch 같은 눈금은 없음
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 2.5 epoch 같은 눈금은 없음
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -122,7 +122,7 @@ def plot_curves(curves: dict[str, list[float]], path: Path, show: bool = False, 
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     if "epoch" in xlabel:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # 정수 epoch 눈금
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 정수 epoch 눈금
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
