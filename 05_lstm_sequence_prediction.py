@@ -33,19 +33,16 @@
     되살리므로 --hidden-size 등을 다시 줄 필요가 없고, 결과를 prediction.json (last_price, next_price,
     path, warning)과 forecast.csv·forecast.png 로 씁니다.
 
-기대 결과 (기본 설정 seed 42, 2-core CPU, 이 브랜치의 측정값)
-    GOOG 시험 구간(2008-03-04 ~ 2008-10-14, 157일), 종가 단위 달러:
-        LSTM RMSE 14.991 | persistence 15.001 | 이동평균(5일) 20.234
-        skill vs persistence +0.0007: 사실상 같음. 하루 뒤 주가는 '오늘 값'보다 잘 맞힐 수 없고,
-        모델도 그것을 배웁니다. 방향 정확도 51.0% (오른 날 43.3%).
-        5일 앞 재귀 예측 RMSE 29.41 ≈ persistence 29.48.
-    점검 계열(잡음 섞인 계절 신호): LSTM RMSE 0.150 대 persistence 0.398, skill 0.62.
+기대 결과 (아래 블록은 benchmarks/run_all.py 가 씀; 그 밖의 숫자는 조건을 밝힌 따로 잰 값)
+    GOOG 시험 구간(2008-03-04 ~ 2008-10-14, 157일), 종가 단위 달러. 하루 뒤 주가는 '오늘 값'(persistence)
+    보다 잘 맞힐 수 없고 모델도 그것을 배웁니다: test_rmse ≈ persistence_rmse.
+    [results]
+    [/results]
+    점검 계열(잡음 섞인 계절 신호, seed 42, 1회): LSTM RMSE 0.150 대 persistence 0.398, skill 0.62.
         배울 것이 있으면 같은 모델·코드가 크게 이깁니다.
     다른 설정(계약 개편 전 측정값, GOOG 시험 RMSE / skill): --target return 15.14 / −0.009, --cell gru
         15.02 / −0.001, --cell rnn 14.995 / +0.0004, --no-residual 19.19 / −0.28 (학습 구간 최고가
         555달러를 넘는 가격에서 무너짐).
-    시간·메모리: 8.4초, 최대 메모리(RSS) 0.97 GB (benchmarks/RESULTS.md: 2코어 Intel Xeon CPU,
-    GPU 없음, 3회 중앙값, 개편 전). 개편 뒤에는 여덟 명이 나눠 쓰는 2코어(부하 평균 18)에서 12.3초.
     --predict: 가격 모델은 학습 구간의 가격 범위(GOOG 100~555달러)만 압니다. 입력 창이 그 밖이면
         (예: 잔잔한 62달러 주식) 한 줄로 두 범위를 알리고, 창을 학습 평균 가격으로 비례 변환해
         예측한 뒤 되돌립니다(변화율만 씀). 측정: 잔잔한 62달러 → 한 주 뒤 62.51 (+0.7%); 변환 없이

@@ -37,15 +37,16 @@ def reference_metrics(script: Path, smoke_run) -> dict:
 
 
 # --- 중단과 이어하기 ---------------------------------------------------------------------------
-@pytest.mark.parametrize("where", ["epoch 1:0", "epoch 3:0"])
 @pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
-def test_interrupt_then_resume_equals_uninterrupted(script, where, smoke_run, tmp_path):
-    """epoch 1 의 첫 배치(아직 epoch 0 의 last.pt 뿐)와 epoch 3 의 첫 배치에서 Ctrl+C."""
+def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path):
+    """epoch 1 의 첫 배치(아직 epoch 0 의 last.pt 뿐)에서 Ctrl+C → 이어 하다가 epoch 3 의 첫 배치에서 또
+    Ctrl+C → 다시 이어 하기. 끝난 숫자는 한 번도 끊지 않은 실행과 모두 같아야 합니다."""
     expected = reference_metrics(script, smoke_run)
-    stopped = run_script(script, *smoke_args(tmp_path), env={"TUTORIAL_SIGINT_AT": where})
-    assert stopped.returncode == 130, stopped.stdout[-2000:] + stopped.stderr[-2000:]
-    assert "Traceback" not in stopped.stderr + stopped.stdout
-    assert not (tmp_path / "metrics.json").exists()  # 정말 학습 도중에 멈췄는지
+    for where, resume in (("epoch 1:0", []), ("epoch 3:0", ["--resume"])):
+        stopped = run_script(script, *smoke_args(tmp_path, *resume), env={"TUTORIAL_SIGINT_AT": where})
+        assert stopped.returncode == 130, where + stopped.stdout[-2000:] + stopped.stderr[-2000:]
+        assert "Traceback" not in stopped.stderr + stopped.stdout
+        assert not (tmp_path / "metrics.json").exists()  # 정말 학습 도중에 멈췄는지
 
     resumed = run_script(script, *smoke_args(tmp_path, "--resume"))
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]

@@ -393,3 +393,13 @@ def test_read_image_as_mnist_handles_any_size_and_colour(tmp_path):
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((20, 20), 255, dtype=np.uint8))
     with pytest.raises(UserError, match="글씨를 찾지 못했습니다"):
         vision.read_image_as_mnist(tmp_path / "blank.png")
+
+
+def test_history_can_continue_a_per_step_csv(tmp_path):
+    history = training.History(tmp_path / "steps.csv")
+    for epoch in (1, 2, 3):
+        history.log(epoch=epoch, step=epoch * 10, loss=1.0 / epoch)
+    resumed = training.History(tmp_path / "steps.csv", resume=True)
+    assert resumed.column("epoch") == [1, 2, 3] and resumed.column("loss")[1] == pytest.approx(0.5)
+    resumed.truncate(2)
+    assert training.History(tmp_path / "steps.csv", resume=True).column("step") == [10, 20]

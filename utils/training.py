@@ -62,14 +62,24 @@ class History:
     (그래서 history.csv 가 지워지거나 중단 뒤 한 줄 더 쓰였어도 기록은 체크포인트와 같습니다).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, resume: bool = False):
+        """resume=True: 이미 있는 CSV 를 읽어 이어 씁니다 (체크포인트에 넣지 않는 배치 단위 기록용;
+        이어한 뒤 `truncate(마지막으로 끝난 epoch)` 로 중단된 epoch 의 줄을 버리세요)."""
         self.path = Path(path)
         self.rows: list[dict] = []
+        if resume and self.path.exists():
+            with self.path.open(newline="", encoding="utf-8") as f:
+                self.rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
     def log(self, **metrics) -> None:
         """예: history.log(epoch=3, train_loss=0.41, val_accuracy=0.93)"""
         self.rows.append(metrics)
         print("  ".join(_format_metric(k, v) for k, v in metrics.items()))
+        self.save()
+
+    def truncate(self, last_epoch: int) -> None:
+        """이어하기: `last_epoch` 보다 뒤의 줄(저장되지 않은 epoch 의 기록)을 버립니다."""
+        self.rows = [row for row in self.rows if row.get("epoch", 0) <= last_epoch]
         self.save()
 
     def column(self, name: str) -> list[float]:
@@ -85,6 +95,14 @@ class History:
             writer.writeheader()
             writer.writerows(self.rows)
         os.replace(tmp_path, self.path)
+
+
+def _number(text: str):
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
 def _format_metric(name: str, value) -> str:
