@@ -43,6 +43,9 @@
         --device cuda --width 64 --epochs 10 --batch-size 128 --max-images 200000
 
 기대 결과
+    [results]
+    [/results]
+    그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     (아직 조용한 기계의 벤치마크 전입니다. benchmarks/results.json 이 생기면 그 숫자로 바꿉니다.)
     지금까지의 측정 (2코어 CPU 를 다른 학습 20여 개와 나눠 쓰던 중, OMP_NUM_THREADS=1, seed 42, 1회):
     - sklearn digits, DCGAN, 60 epoch (장난감 제외): 시험 (best.pt = epoch 59, 생성 1,000장 대 시험 360장)

@@ -31,6 +31,9 @@
         --width 64 --hidden-size 256 --batch-size 256 --captcha-length 6
 
 기대 결과
+    [results]
+    [/results]
+    그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     (벤치마크 전 임시 값: 아래는 이 장을 쓴 사람이 바쁜 2코어 CPU 에서 OMP_NUM_THREADS=1 로 잰 것.
     benchmarks/run_all.py 가 조용한 기계에서 3번 잰 중앙값으로 바꿉니다.)
     오프라인 캡차, 기본 설정 (6 epoch × 1만 장, 시드 42, 1회): 시험 시퀀스 정확도 0.987, CER 0.0028,
