@@ -30,7 +30,11 @@
 기대 결과 (아래 블록은 benchmarks/run_all.py 가 씀; 그 밖의 숫자는 조건을 밝힌 따로 잰 값)
     오프라인 기본 실행: 학습 9,000 / 검증 1,000 / 시험 2,500 리뷰, 6 epoch. 시험 점수는 언제나 best.pt
     (검증 정확도가 처음 최고였던 epoch)로 냅니다. 셀 비교의 다른 셀도 각자의 best epoch 로 시험합니다.
-    [results]
+    [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
+    - `--data offline` · procedural reviews (offline fallback) · cpu · seeds 42, 43, 44
+      test_accuracy 1 · bow_test_accuracy 0.5392 (0.5004–0.5512) · wall 48.6 (47.7–48.7) s
+      peak 0.96 GB
+    - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     - 계약 개편 뒤 1회(seed 42, 붐비는 기계): 바닐라 RNN 0.748 — 의견이 끝에 있으면 1.00, 멀리(앞에)
       있으면 0.50~0.52 로 우연 수준. 단어 주머니 0.500 — "not good" 을 거꾸로 읽음.
