@@ -43,7 +43,11 @@
         --device cuda --width 64 --epochs 10 --batch-size 128 --max-images 200000
 
 기대 결과
-    [results]
+    [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
+    - `--data offline` · sklearn digits (offline fallback) · cpu · seeds 42
+      fd 13.15 · min_class_fraction 0.066 · class_entropy 2.29 · fd_untrained 1396 · fd_real 3.986
+      toy_modes_captured 8 · toy_high_quality_fraction 0.9384 · wall 231 s · peak 1.14 GB
+    - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     (아직 조용한 기계의 벤치마크 전입니다. benchmarks/results.json 이 생기면 그 숫자로 바꿉니다.)
