@@ -71,7 +71,7 @@ from utils.training import (
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_confusion_matrix, plot_history, save_figure
+from utils.visualization import plot_confusion_matrix, plot_history, plot_prediction, save_figure
 
 # 모양 글자(shape letters): B=배치 크기, D=입력 특성 수, K=클래스 수(10)
 IMAGE_PIXELS = 28 * 28  # MLP 는 28x28 이미지를 784개 숫자로 펴서 받습니다
@@ -546,23 +546,6 @@ def visualize_results(history_rows, model, test_loader, data, config: Config, de
     plot_misclassified(data.x_test, truth, predicted, out_dir / "misclassified.png", config.show)
 
 
-def plot_prediction(image, probabilities, classes, path: Path, show: bool) -> Path:
-    """--predict 결과: 모델이 보는 28x28 입력과 클래스별 확률 막대."""
-    fig, (ax_image, ax_bars) = plt.subplots(1, 2, figsize=(8, 3.4), gridspec_kw={"width_ratios": [1, 1.6]})
-    ax_image.imshow((image[0, 0] * MNIST_STD + MNIST_MEAN).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-    ax_image.set_title("Input as the model sees it", fontsize=10)
-    ax_image.axis("off")
-    ax_bars.bar(range(len(classes)), probabilities.numpy())
-    ax_bars.set_xticks(range(len(classes)), classes)
-    ax_bars.set_ylim(0, 1)
-    ax_bars.set_xlabel("class")
-    ax_bars.set_ylabel("probability")
-    best = int(probabilities.argmax())
-    ax_bars.set_title("Class probabilities", fontsize=10)
-    fig.suptitle(f"Prediction: {classes[best]} ({probabilities[best]:.0%})")
-    return save_figure(fig, path, show)
-
-
 # %% 6. 추론(inference): 내 이미지 예측 -----------------------------------------------------
 LOW_CONFIDENCE = 0.5  # 가장 높은 확률이 이보다 낮으면 '모델이 본 적 없는 종류의 입력일 수 있음' 경고
 
@@ -594,7 +577,8 @@ def predict(config: Config, device: torch.device) -> dict:
         print(f"경고: {warning}")
     (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
                                              encoding="utf-8")
-    plot_prediction(image, probabilities, classes, out_dir / "predict.png", config.show)
+    plot_prediction(image, probabilities, classes, out_dir / "predict.png", config.show,
+                    mean=MNIST_MEAN, std=MNIST_STD)
     return result
 
 

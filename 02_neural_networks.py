@@ -75,6 +75,7 @@ from utils.visualization import (
     plot_heatmap,
     plot_history,
     plot_image_grid,
+    plot_prediction,
     save_figure,
 )
 
@@ -593,25 +594,6 @@ def visualize_results(history_rows: list[dict], data: Splits, predictions: torch
                         title_colors=["red"] * len(wrong))
 
 
-def plot_prediction(image: torch.Tensor, probabilities: torch.Tensor, classes: list[str], data_name: str,
-                    path: Path, show: bool) -> Path:
-    """--predict 결과: 모델이 보는 28x28 입력과 클래스별 확률 막대 (클래스 이름은 눕혀 겹치지 않게)."""
-    fig, (ax_image, ax_bars) = plt.subplots(1, 2, figsize=(9, 3.8), gridspec_kw={"width_ratios": [1, 1.8]})
-    ax_image.imshow((image[0, 0] * MNIST_STD + MNIST_MEAN).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-    ax_image.set_title("Input as the model sees it", fontsize=10)
-    ax_image.axis("off")
-    ax_bars.bar(range(len(classes)), probabilities.numpy())
-    ax_bars.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax_bars.set_ylim(0, 1)
-    ax_bars.set_xlabel("class")
-    ax_bars.set_ylabel("probability")
-    best = int(probabilities.argmax())
-    ax_bars.set_title("Class probabilities", fontsize=10)
-    fig.suptitle(f"Prediction: {classes[best]} ({probabilities[best]:.0%}), model trained on {data_name}",
-                 fontsize=11)
-    return save_figure(fig, path, show)
-
-
 # %% [6. 추론]
 LOW_CONFIDENCE = 0.5  # 가장 높은 확률이 이보다 낮으면 '학습 때 본 것과 다른 입력일 수 있음' 경고
 
@@ -644,7 +626,8 @@ def predict(config: Config, device: torch.device) -> dict:
         print(f"경고: {warning}")
     (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
                                              encoding="utf-8")
-    plot_prediction(image, probabilities, classes, data_name, out_dir / "predict.png", config.show)
+    plot_prediction(image, probabilities, classes, out_dir / "predict.png", config.show,
+                    title=f", model trained on {data_name}", mean=MNIST_MEAN, std=MNIST_STD)
     return result
 
 

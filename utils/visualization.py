@@ -128,3 +128,26 @@ def plot_curves(curves: dict[str, list[float]], path: Path, show: bool = False, 
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path, show)
+
+
+def plot_prediction(image: torch.Tensor, probabilities: torch.Tensor, classes: list[str], path: Path,
+                    show: bool = False, title: str = "", mean: float = 0.0, std: float = 1.0) -> Path:
+    """--predict 결과 한 장: 모델이 보는 흑백 입력 (1, 1, H, W) 과 클래스별 확률 막대 (01·02 장).
+
+    mean/std 를 주면 정규화를 되돌려 그립니다. 이름이 긴 클래스(Fashion-MNIST)는 눕혀 겹치지 않게.
+    """
+    fig, (ax_image, ax_bars) = plt.subplots(1, 2, figsize=(9, 3.8), gridspec_kw={"width_ratios": [1, 1.8]})
+    ax_image.imshow((image[0, 0] * std + mean).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+    ax_image.set_title("Input as the model sees it", fontsize=10)
+    ax_image.axis("off")
+    ax_bars.bar(range(len(classes)), probabilities.cpu().numpy())
+    long_names = max(len(str(name)) for name in classes) > 2
+    ax_bars.set_xticks(range(len(classes)), classes, rotation=45 if long_names else 0,
+                       ha="right" if long_names else "center")
+    ax_bars.set_ylim(0, 1)
+    ax_bars.set_xlabel("class")
+    ax_bars.set_ylabel("probability")
+    ax_bars.set_title("Class probabilities", fontsize=10)
+    best = int(probabilities.argmax())
+    fig.suptitle(f"Prediction: {classes[best]} ({probabilities[best]:.0%}){title}", fontsize=11)
+    return save_figure(fig, path, show)
