@@ -32,9 +32,10 @@
 
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
-    - `--data offline` · procedural shapes (offline) · cpu · seeds 42
-      test_map50 0.9958 · test_map50_95 0.7744 · train_map50 0.9986 · images_per_second 1735
-      train_images_per_second 572.3 · wall 358 s · peak 1.27 GB
+    - `--data offline` · procedural shapes (offline) · cpu · seeds 42, 43, 44
+      test_map50 0.9958 (0.9948–0.996) · test_map50_95 0.7732 (0.7692–0.7744)
+      train_map50 0.9989 (0.9986–0.9995) · images_per_second 1974 (1735–2078)
+      train_images_per_second 591.5 (572.3–625.9) · wall 347 (328–358) s · peak 1.25 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).

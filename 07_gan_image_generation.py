@@ -44,9 +44,14 @@
 
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
-    - `--data offline` · sklearn digits (offline fallback) · cpu · seeds 42
-      fd 13.15 · min_class_fraction 0.066 · class_entropy 2.29 · fd_untrained 1396 · fd_real 3.986
-      toy_modes_captured 8 · toy_high_quality_fraction 0.9384 · wall 231 s · peak 1.14 GB
+    - `--data offline` · sklearn digits (offline fallback) · cpu · seeds 42, 43, 44
+      fd 13.15 (10.21–15.08) · min_class_fraction 0.064 (0.063–0.066)
+      class_entropy 2.286 (2.281–2.29) · fd_untrained 1406 (1396–1626) · fd_real 4.476 (3.986–5.007)
+      toy_modes_captured 8 · toy_high_quality_fraction 0.9312 (0.9032–0.9384) · wall 226 (216–231) s
+      peak 1.14 GB
+    - `--data offline --loss wgan-gp` · sklearn digits (offline fallback) · cpu · seeds 42
+      fd 30.48 · min_class_fraction 0.056 · class_entropy 2.282 · fd_untrained 1396 · fd_real 3.986
+      toy_modes_captured 8 · toy_high_quality_fraction 0.9384 · wall 252 s · peak 1.12 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).

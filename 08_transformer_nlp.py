@@ -41,9 +41,10 @@
 
 기대 결과 (측정값; 벤치마크가 조용한 2코어 기계의 3회 중앙값으로 바꿔 적습니다)
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
-    - `--data offline` · procedural English→Korean (offline) · cpu · seeds 42
-      test_bleu 100 · test_bleu_lowercase_tokens 100 · test_bleu_beam 100 · tokens_per_second 12,683
-      train_seconds 50.84 · wall 62.7 s · peak 1.05 GB
+    - `--data offline` · procedural English→Korean (offline) · cpu · seeds 42, 43, 44
+      test_bleu 100 · test_bleu_lowercase_tokens 100 · test_bleu_beam 100
+      tokens_per_second 12,696 (12,683–12,745) · train_seconds 50.7 (50.51–50.84)
+      wall 62.2 (62.0–62.7) s · peak 1.05 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).

@@ -35,9 +35,11 @@
 
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
-    - `--data offline` · procedural shapes (offline) · cpu · seeds 42
-      test_iou 0.9954 · test_dice 0.9977 · test_pixel_accuracy 0.9995 · test_iou_per_image 0.9956
-      no_skip_test_iou 0.6486 · compare_seconds 114.9 · train_seconds 147 · wall 274 s · peak 1.31 GB
+    - `--data offline` · procedural shapes (offline) · cpu · seeds 42, 43, 44
+      test_iou 0.9941 (0.9912–0.9954) · test_dice 0.9971 (0.9956–0.9977)
+      test_pixel_accuracy 0.9994 (0.9991–0.9995) · test_iou_per_image 0.9942 (0.9909–0.9956)
+      no_skip_test_iou 0.6486 (0.6379–0.6556) · compare_seconds 114.9 (110.7–115.8)
+      train_seconds 147 (145–149.7) · wall 274 (267–277) s · peak 1.30 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).

@@ -32,9 +32,10 @@
 
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
-    - `--data offline` · ImageCaptcha 5-char, 19 symbols (offline) · cpu · seeds 42
-      test_sequence_accuracy 0.982 · test_cer 0.0036 · train_sequence_accuracy 0.999
-      data_seconds 19.88 · train_images_per_second 366.8 · wall 196 s · peak 1.31 GB
+    - `--data offline` · ImageCaptcha 5-char, 19 symbols (offline) · cpu · seeds 42, 43, 44
+      test_sequence_accuracy 0.991 (0.982–0.996) · test_cer 0.0018 (0.0008–0.0036)
+      train_sequence_accuracy 0.997 (0.994–0.999) · data_seconds 19.77 (19.11–19.88)
+      train_images_per_second 368 (366.8–368.6) · wall 195 (194–196) s · peak 1.28 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
