@@ -64,7 +64,6 @@ from utils.runtime import RunConfig, pick_device, run, write_run_record
 from utils.training import (
     History,
     check_finite,
-    epochs_since_best,
     load_trained_model,
     make_checkpoint,
     progress,
@@ -621,7 +620,7 @@ def main(config: Config) -> dict:
     try:
         for epoch in range(start_epoch, epochs + 1):
             # 조기 종료(early stopping): 기록(history)만으로 판단하므로 이어하기 뒤에도 같은 곳에서 멈춤
-            if epochs_since_best(history.rows, "val_accuracy", "max") >= config.patience:
+            if history.epochs_since_best("val_accuracy", "max") >= config.patience:
                 print(f"  조기 종료: {config.patience} epoch 동안 검증 정확도가 최고 {best:.4f} 를 못 넘어 "
                       f"epoch {epoch - 1} 에서 멈춥니다 (--patience).")
                 break
@@ -650,7 +649,7 @@ def main(config: Config) -> dict:
     metrics.update({"test_accuracy": test["accuracy"], "test_loss": test["loss"],
                     "best_val_accuracy": best_checkpoint["best"], "best_epoch": best_checkpoint["epoch"],
                     "epochs_trained": history.rows[-1]["epoch"],
-                    "stopped_early": int(epochs_since_best(history.rows, "val_accuracy") >= config.patience)})
+                    "stopped_early": int(history.epochs_since_best("val_accuracy") >= config.patience)})
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
                      seconds=time.perf_counter() - started, parameters=parameters,
                      metrics=metrics, headline="test_accuracy")

@@ -59,10 +59,8 @@ from sklearn.metrics import classification_report, confusion_matrix
 from utils.data.vision import MNIST_MEAN, MNIST_STD, load_mnist_like, read_image_as_mnist
 from utils.runtime import RunConfig, pick_device, run, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
-    epochs_since_best,
     load_trained_model,
     make_checkpoint,
     progress,
@@ -91,6 +89,7 @@ def _float_list(text: str) -> list[float]:
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "02_neural_networks"  # 출력 폴더 outputs/<chapter>/, 체크포인트 주인 표시
+    resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
     epochs: int = 30  # 최종 학습의 최대 epoch (조기 종료가 더 일찍 멈출 수 있음)
     batch_size: int = 64  # 미니배치 크기 (2 이상: BatchNorm 이 배치 통계를 씀). 작을수록 잡음 많은 기울기
     lr: float = 3e-3  # 최종 학습 Adam 의 최고 학습률 (OneCycleLR 의 max_lr)
@@ -798,14 +797,14 @@ def grid_search(data: Splits, budget: Budget, seed: int, lrs: list[float], hidde
     return table
 
 
-def run_summary(history_rows: list[dict], best_epoch: int, test: dict, patience: int) -> dict:
+def run_summary(history: History, best_epoch: int, test: dict, patience: int) -> dict:
     """실행 기록(metrics.json)에 남길 최종 학습의 숫자: 시험 점수, best.pt 의 epoch, 조기 종료 여부."""
-    best_row = next(row for row in history_rows if row["epoch"] == best_epoch)
+    best_row = next(row for row in history.rows if row["epoch"] == best_epoch)
     return {"test_accuracy": round(test["accuracy"], 4), "test_loss": round(test["loss"], 4),
             "best_epoch": best_epoch, "best_val_loss": round(best_row["val_loss"], 4),
             "best_val_accuracy": round(best_row["val_accuracy"], 4),
-            "epochs_trained": int(history_rows[-1]["epoch"]),
-            "stopped_early": int(epochs_since_best(history_rows, "val_loss", "min") >= patience)}
+            "epochs_trained": int(history.rows[-1]["epoch"]),
+            "stopped_early": int(history.epochs_since_best("val_loss", "min") >= patience)}
 
 
 def run_studies(config: Config, data: Splits, out_dir: Path) -> dict:
@@ -916,10 +915,10 @@ def main(config: Config) -> dict:
     # 스케줄러의 전체 걸음 수(total_steps)가 --epochs 로 정해지므로, --epochs 를 바꿔 이어 하면 계획과
     # 맞지 않습니다 (OneCycleLR 은 "Tried to step ... times" 로 멈춤). 그래서 --epochs 도 바뀌면 거절합니다.
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[shuffle_generator],
-                                        history=history, best=math.inf, free=FREE_FIELDS - {"epochs"})
+                                        history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            if epochs_since_best(history.rows, "val_loss", "min") >= config.patience:  # 조기 종료
+            if history.epochs_since_best("val_loss", "min") >= config.patience:  # 조기 종료
                 print(f"조기 종료(early stopping): {config.patience} epoch 동안 검증 손실이 최저 "
                       f"{best:.4f} 보다 내려가지 않아 epoch {epoch - 1} 에서 멈춥니다.")
                 break
@@ -945,7 +944,7 @@ def main(config: Config) -> dict:
 
     print("== 5. 시각화 ==")
     visualize_results(history.rows, data, predictions, test["accuracy"], out_dir, config.show)
-    metrics = run_summary(history.rows, best_checkpoint["epoch"], test, config.patience)
+    metrics = run_summary(history, best_checkpoint["epoch"], test, config.patience)
 
     if config.studies:  # 부록: 학습이 끝난 뒤 (이어하기와 무관하게 늘 같은 숫자)
         metrics.update(run_studies(config, data, out_dir))

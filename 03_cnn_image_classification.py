@@ -68,7 +68,6 @@ from utils.data.color_images import load_color_images, read_predict_image
 from utils.data.common import try_download
 from utils.runtime import RunConfig, pick_device, run, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
     load_trained_model,
@@ -85,6 +84,12 @@ from utils.visualization import plot_confusion_matrix, plot_curves, plot_history
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "03_cnn_image_classification"  # 출력 폴더 이름, 체크포인트 주인
+    # --resume 때 달라도 되는 플래그: 원-사이클 스케줄이 총 epoch 수에 묶여 --epochs 는 빼고,
+    # 부록 실험의 설정은 본 학습(run 블록)의 숫자를 바꾸지 않으므로 더함
+    # (예: 멈춘 뒤 --resume --depth-steps 0 으로 깊이 실험 건너뛰기)
+    resume_free: ClassVar[frozenset[str]] = (RunConfig.resume_free - {"epochs"}) | {
+        "mlp_epochs", "mlp_hidden_size", "depth_layers", "depth_steps", "pretrained",
+        "transfer_epochs", "fine_tune_epochs", "transfer_size"}
     model: Literal["vgg", "resnet"] = "vgg"  # vgg: 강의의 3블록 CNN, resnet: 잔차 블록 변형
     epochs: int = 8  # 도형 데이터는 8 epoch 이면 99% 를 넘김 (CPU 시간 예산 안)
     batch_size: int = 128  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
@@ -128,10 +133,6 @@ class Config(RunConfig):
             raise ValueError(f"--transfer-size 는 32 이상이어야 합니다 (받은 값: {self.transfer_size}).")
 
 
-# 부록 실험에만 쓰이는 설정: 본 학습(run 블록)의 숫자를 바꾸지 않으므로 --resume 때 달라도 됩니다
-# (예: 멈춘 뒤 --resume --depth-steps 0 으로 깊이 실험을 건너뛰기).
-STUDY_FIELDS = {"mlp_epochs", "mlp_hidden_size", "depth_layers", "depth_steps", "pretrained",
-                "transfer_epochs", "fine_tune_epochs", "transfer_size"}
 LOW_CONFIDENCE = 0.5  # --predict: 최고 확률이 이보다 낮으면 '학습 데이터와 다른 이미지일 수 있음'을 알림
 EVAL_BATCH_SIZE = 512  # 평가는 기울기를 저장하지 않아 메모리가 적게 듦 → 학습보다 큰 배치로 반복 횟수를 줄임
 
@@ -907,8 +908,7 @@ def main(config: Config) -> dict:
     # OneCycle 의 총 걸음 수는 --epochs 로 정해지므로 --epochs 를 바꾼 이어하기는 거절합니다 (저장된
     # 스케줄이 끝난 뒤에도 step 하면 오류). 부록 실험의 설정은 본 학습을 바꾸지 않아 달라도 됩니다.
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=math.inf,
-                                        free=(FREE_FIELDS - {"epochs"}) | STUDY_FIELDS)
+                                        history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
             lr, epoch_started = scheduler.get_last_lr()[0], time.perf_counter()

@@ -76,7 +76,6 @@ from utils.synthetic import noisy_seasonal_series
 from utils.training import (
     History,
     check_finite,
-    epochs_since_best,
     load_trained_model,
     make_checkpoint,
     progress,
@@ -910,7 +909,7 @@ def main(config: Config) -> dict:
     start_epoch, best = resume_or_start(config, checkpoint, state, history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            if epochs_since_best(history.rows, "val_rmse", "min") >= config.patience:  # 기록으로 판단
+            if history.epochs_since_best("val_rmse", "min") >= config.patience:  # 기록으로 판단
                 print(f"  조기 종료(early stopping): 검증 RMSE 가 {config.patience} epoch 동안 나아지지 않음")
                 break
             train_loss = train_one_epoch(model, optimizer, train["x"], train["y"], config.batch_size, epoch,

@@ -69,7 +69,6 @@ from utils.data.segmentation import SegmentationData, load_segmentation_data, re
 from utils.models import conv_bn_relu
 from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, set_seed, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
     load_trained_model,
@@ -89,6 +88,7 @@ FIGURE_EXAMPLES = 6  # 겹친 그림(overlay)에 보일 시험 이미지 수
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "09_unet_segmentation"  # 출력 폴더 outputs/<장>/, 체크포인트 주인
+    resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
     epochs: int = 6  # skip 망 + 비교용 no-skip 망이 조용한 2코어 CPU 에서 약 5분 (8분 예산 안)
     batch_size: int = 32  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 2e-3  # Adam 학습률: 작은 U-Net 은 1e-3~3e-3 에서 빠르고 안정적
@@ -771,7 +771,7 @@ def main(config: Config) -> dict:
                                                      extra=extra)
     # 학습률 일정이 epochs 에 달려 있으므로 --resume 때 --epochs 를 바꾸는 것도 '다른 설정'으로 거절
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf, free=FREE_FIELDS - {"epochs"})
+                                        history=history, best=-math.inf)
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):

@@ -71,7 +71,6 @@ from utils.data.captcha import KERAS_ALPHABET, Captchas, load_captchas, read_gra
 from utils.models import ResidualBlock, conv_bn_relu
 from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, set_seed, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
     load_trained_model,
@@ -90,6 +89,7 @@ BLANK = 0  # 빈칸(blank)의 클래스 번호. 알파벳의 i 번째 글자는 
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "10_crnn_ctc_captcha"  # 출력 폴더 outputs/<chapter>/, 체크포인트 주인 표시
+    resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
     epochs: int = 6  # OneCycle 한 주기 (6만 장). 오프라인 캡차는 이만큼이면 95% 를 넘김
     batch_size: int = 64  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 3e-3  # AdamW 최대 학습률 (OneCycle 꼭대기). CTC+GRU 에서 흔한 1e-3 보다 조금 큼: 짧은 예산
@@ -766,7 +766,7 @@ def main(config: Config) -> dict:
                                                      extra=extra)
     # OneCycle 의 길이가 epochs 로 정해지므로 --epochs 를 바꿔 이어 하면 학습률 곡선이 달라짐: 허용 안 함
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=math.inf, free=FREE_FIELDS - {"epochs"})
+                                        history=history, best=math.inf)
     trace.truncate(start_epoch - 1)  # 이어하기: 저장된 epoch 뒤의 (중단된 epoch 의) 줄을 버림
     loop_started, epochs_run = time.time(), 0
     try:

@@ -56,6 +56,10 @@ class RunConfig:
     """모든 장에 공통인 실행 플래그. 각 장의 `Config` 가 이를 상속해 하이퍼파라미터를 더합니다."""
 
     chapter: ClassVar[str] = "chapter"  # 각 장이 덮어씀: 출력 폴더 outputs/<chapter>/, 체크포인트 주인 표시
+    # --resume 때 체크포인트와 달라도 되는 플래그. 학습률 스케줄이 총 epoch 수에 묶인 장은
+    # `resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}` 로 좁힙니다.
+    resume_free: ClassVar[frozenset[str]] = frozenset({"epochs", "resume", "show", "out_dir",
+                                                       "device", "predict"})
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: cuda → mps → cpu 순으로 고름
     seed: int = 42  # 같은 시드 + 같은 장치(CPU) → 같은 숫자
     data: Literal["auto", "real", "offline"] = "auto"  # auto: 실제 데이터가 없으면 오프라인 대체 데이터

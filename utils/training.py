@@ -85,6 +85,18 @@ class History:
     def column(self, name: str) -> list[float]:
         return [row[name] for row in self.rows if name in row]
 
+    def epochs_since_best(self, key: str, mode: str = "max") -> int:
+        """조기 종료(early stopping)용: `key` 가 처음 최고값을 찍은 뒤 지난 epoch 수.
+
+        같은 값은 나아진 것으로 치지 않습니다 (run 블록의 `>` 와 같음). 기록(history)은 체크포인트에
+        들어 있으므로 이어하기 뒤에도 같은 판단을 합니다.
+        """
+        values = self.column(key)
+        if not values:
+            return 0
+        best_value = max(values) if mode == "max" else min(values)
+        return len(values) - 1 - values.index(best_value)
+
     def save(self) -> None:
         if not self.rows:
             return
@@ -117,7 +129,6 @@ def _format_metric(name: str, value) -> str:
 CHECKPOINT_KEYS = ("chapter", "model_args", "model", "optimizer", "scheduler", "scaler", "epoch", "best",
                    "config", "rng", "extra", "history")
 # 이어하기 때 달라도 되는 설정: 결과를 바꾸지 않거나(--device, --show, --out-dir) 더 학습하려는 것(--epochs).
-FREE_FIELDS = frozenset({"epochs", "resume", "show", "out_dir", "device", "predict"})
 
 
 def rng_states(generators=()) -> dict:
@@ -231,7 +242,7 @@ def load_checkpoint(path: Path, config, *, purpose: str = "resume") -> dict:
     return checkpoint
 
 
-def setting_differences(saved: dict, current: dict, free=FREE_FIELDS) -> list[str]:
+def setting_differences(saved: dict, current: dict, free=()) -> list[str]:
     """두 설정 dict 의 다른 항목을 "이름: 저장값 → 지금값" 으로 (free 에 든 이름은 건너뜀)."""
     names = sorted((set(saved) | set(current)) - set(free))
     return [f"{name}: {saved.get(name)!r} → {current.get(name)!r}"
@@ -239,7 +250,7 @@ def setting_differences(saved: dict, current: dict, free=FREE_FIELDS) -> list[st
 
 
 def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), history=None,
-                    best: float, free=FREE_FIELDS) -> tuple[int, float]:
+                    best: float, free=None) -> tuple[int, float]:
     """이어하기 또는 새 시작. (시작할 epoch, 지금까지의 best) 를 돌려줍니다.
 
     - 새 시작: 첫 걸음 전에 last.pt(epoch 0)를 씁니다. 그래서 epoch 1 도중에 Ctrl+C 를 눌러도
@@ -248,7 +259,9 @@ def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), histor
       last.pt 가 아직 없으면(첫 저장 전에 멈춤) 처음부터 시작한다고 한 줄로 알립니다.
       모델 인자나 데이터 설정이 지금 플래그와 다르면 다른 점을 나열하며 거절합니다 (--epochs 는 허용).
     checkpoint_fn(epoch, best) 는 각 장이 만드는 `make_checkpoint(...)` 호출입니다.
+    free: 달라도 되는 플래그 이름들 (기본: 그 장 Config 의 `resume_free`).
     """
+    free = config.resume_free if free is None else free
     path = Path(config.out_dir) / "last.pt"
     if config.resume and path.exists():
         saved = load_checkpoint(path, config, purpose="resume")
@@ -290,19 +303,6 @@ def load_trained_model(path: Path, build_model, config, device, purpose: str = "
         raise UserError(f"{path} 의 가중치가 모델과 맞지 않습니다 "
                         f"({str(error).splitlines()[0][:160]}). 지우고 다시 학습하세요.") from None
     return model.to(device).eval(), checkpoint
-
-
-def epochs_since_best(rows: list[dict], key: str, mode: str = "max") -> int:
-    """조기 종료(early stopping)용: 기록에서 `key` 가 처음 최고값을 찍은 뒤 지난 epoch 수.
-
-    같은 값은 나아진 것으로 치지 않습니다 (run 블록의 `>` 와 같음). 기록(history)은 체크포인트에
-    들어 있으므로 이어하기 뒤에도 같은 판단을 합니다.
-    """
-    values = [row[key] for row in rows if key in row]
-    if not values:
-        return 0
-    best_value = max(values) if mode == "max" else min(values)
-    return len(values) - 1 - values.index(best_value)
 
 
 def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
