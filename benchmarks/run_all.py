@@ -112,6 +112,9 @@ def main() -> None:
     parser.add_argument("--seeds", default=DEFAULT_SEEDS, help="쉼표로 구분한 시드들: 시드마다 한 번 실행")
     parser.add_argument("--extra", default="", help="각 장에 그대로 넘길 추가 플래그, 예: '--epochs 5'")
     parser.add_argument("--docs-only", action="store_true", help="측정하지 않고 문서의 숫자만 다시 씀")
+    parser.add_argument("--keep-other-seeds", action="store_true",
+                        help="results.json 에 이미 있는 다른 시드의 측정을 버리지 않고 합침 "
+                             "(예: 시드 42 를 잰 뒤 --seeds 43,44 만 더 잴 때)")
     options = parser.parse_args()
     try:
         seeds = [int(s) for s in options.seeds.split(",") if s.strip()]
@@ -145,13 +148,16 @@ def main() -> None:
                          "timing": record.get("timing", {})})
             print(f"    {run['seconds']:.1f} s, peak {run['peak_mb'] or float('nan'):.0f} MB, "
                   f"{record['headline']}", flush=True)
+        if options.keep_other_seeds and key in results:
+            runs = [r for r in results[key]["runs"] if r["seed"] not in seeds] + runs
+            runs.sort(key=lambda r: r["seed"])
         metric_names = set.intersection(*(set(numeric_scalars(r["metrics"])) for r in runs))
         timing_names = set.intersection(*(set(numeric_scalars(r["timing"])) for r in runs))
         peaks = [r["peak_mb"] for r in runs if r["peak_mb"] is not None]
         results[key] = {
             "script": script.name, "args": " ".join(args), "data": runs[0]["data"],
             "device": record["device"], "headline": record["headline"]["name"],
-            "seeds": seeds,
+            "seeds": [r["seed"] for r in runs],
             "metrics": {n: summarize([r["metrics"][n] for r in runs]) for n in sorted(metric_names)},
             "timing": {n: summarize([r["timing"][n] for r in runs]) for n in sorted(timing_names)},
             "wall_seconds": summarize([r["wall_seconds"] for r in runs]),
