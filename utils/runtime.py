@@ -133,9 +133,8 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
 def parse_config(config_cls: type, argv: list[str] | None = None):
     """명령줄을 읽어 `config_cls` 인스턴스를 돌려줍니다.
 
-    잘못된 값(`--epochs -1`, 모르는 플래그, 허용되지 않는 장치)은 argparse 가 한 줄로
-    알리고 종료 코드 2로 끝냅니다. 또한 `UserError` 를 한 줄로 출력하는 예외 훅을 설치하고,
-    `--show` 가 아니면 matplotlib 을 화면 없는 Agg 백엔드로 둡니다.
+    잘못된 값(`--epochs -1`, `--lr nan`, 모르는 플래그, 허용되지 않는 장치, Config.__post_init__ 이
+    거절한 값)은 argparse 가 한 줄로 알리고 종료 코드 2로 끝냅니다. 전역 상태는 바꾸지 않습니다.
     """
     main_doc = (getattr(sys.modules.get("__main__"), "__doc__", None) or "").strip()
     parser = build_parser(config_cls, description=main_doc.split("\n")[0] or None)

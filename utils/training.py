@@ -128,7 +128,7 @@ def _format_metric(name: str, value) -> str:
 # ---------------------------------------------------------------------------
 CHECKPOINT_KEYS = ("chapter", "model_args", "model", "optimizer", "scheduler", "scaler", "epoch", "best",
                    "config", "rng", "extra", "history")
-# 이어하기 때 달라도 되는 설정: 결과를 바꾸지 않거나(--device, --show, --out-dir) 더 학습하려는 것(--epochs).
+# 이어하기 때 달라도 되는 설정은 각 장 Config 의 `resume_free` (utils/runtime.py 의 RunConfig 참고).
 
 
 def rng_states(generators=()) -> dict:
