@@ -67,8 +67,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 모듈 하나로: viz.save_figure(...)
 from utils.data.text import load_imdb
-from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, write_run_record
+from utils.runtime import RunConfig, UserError, pick_device, run, write_run_record
 from utils.synthetic import make_reviews
 from utils.training import (
     History,
@@ -79,7 +80,6 @@ from utils.training import (
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_confusion_matrix, plot_history, save_figure
 
 # 모양(shape) 글자: B=배치, T=시간(토큰 위치), E=임베딩 차원, H=은닉 크기, D=방향 수(1 또는 2), V=어휘 크기
 
@@ -371,6 +371,15 @@ def build_model(vocab_size: int, embed_dim: int, hidden_size: int, cell: str, bi
     return RNNClassifier(vocab_size, embed_dim, hidden_size, cell, bidirectional, dropout)
 
 
+def classifier_args(config: Config, vocab_size: int) -> dict:
+    """설정 → model_args: build_model(**model_args) 로 모델을 다시 만드는 데 필요한 것 전부.
+
+    어휘 크기는 데이터(학습 분할)에서 정해지므로 설정과 함께 받습니다. 체크포인트에 그대로 저장됩니다.
+    """
+    return {"vocab_size": vocab_size, "embed_dim": config.embed_dim, "hidden_size": config.hidden_size,
+            "cell": config.cell, "bidirectional": config.bidirectional, "dropout": config.dropout}
+
+
 def check_packing(model: RNNClassifier, split: EncodedSplit, count: int = 4) -> float:
     """패킹한 배치의 결과 = 리뷰를 하나씩 (패딩 없이) 돌린 결과. 패딩만 하고 패킹하지 않으면 다름.
 
@@ -463,6 +472,18 @@ def show_confident_examples(probabilities: torch.Tensor, split: EncodedSplit, co
             print(f"  정답 {int(labels[row])} 긍정확률 {probabilities[row]:.3f} | {text}")
 
 
+def summarize_metrics(test: dict, best_val_accuracy: float, cells: pd.DataFrame, ratios: dict,
+                      vocab_size: int) -> dict:
+    """metrics.json 의 "metrics": best.pt 의 시험 결과, 그리고 부록 A(셀 비교표)·B(기울기 비율)의 숫자."""
+    bow_accuracy = cells.loc["bow", "test_accuracy"]
+    return {
+        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "best_val_accuracy": best_val_accuracy,
+        "bow_test_accuracy": bow_accuracy, "gap_over_bow": test["accuracy"] - bow_accuracy,
+        "vocab_size": vocab_size, "gradient_ratio_first_to_last": ratios,
+        "cells": {cell: {k: float(v) for k, v in row.items()} for cell, row in cells.iterrows()},
+    }
+
+
 # %% 5. 시각화: 기울기 소실
 def long_reviews(stoi: dict[str, int], length: int, seed: int, count: int = 64) -> torch.Tensor:
     """의견 문장이 맨 앞, 뒤는 중립 문장인 절차적 리뷰를 정확히 length 토큰으로: (count, length)."""
@@ -498,7 +519,7 @@ def plot_cell_comparison(table: pd.DataFrame, path, show: bool = False):
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy by cell" + (" and review kind (structure/position)" if len(columns) > 1 else ""))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # 막대를 가리지 않게 바깥에
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def report_test(config: Config, data: TextData, model: RNNClassifier, test: dict, rows: list[dict]) -> None:
@@ -510,10 +531,10 @@ def report_test(config: Config, data: TextData, model: RNNClassifier, test: dict
     one_hot_vs_embedding(data.itos, model.embedding, "good", "boring")
     print(f"[패킹] 패킹한 배치 = 하나씩 돌린 결과 (assert 통과). 패킹 없이 <pad> 까지 돌리면 가장 짧은 "
           f"리뷰의 로짓이 {check_packing(model, data.test):.3f} 만큼 달라짐")
-    plot_history(rows, out_dir / "history.png", show=config.show, title=f"{config.cell} on {data.name}")
-    plot_confusion_matrix(confusion(test["probabilities"], data.test.labels), ["negative", "positive"],
-                          out_dir / "confusion_matrix.png", show=config.show,
-                          title=f"{config.cell} (test accuracy {test['accuracy']:.3f})")
+    viz.plot_history(rows, out_dir / "history.png", show=config.show, title=f"{config.cell} on {data.name}")
+    viz.plot_confusion_matrix(confusion(test["probabilities"], data.test.labels), ["negative", "positive"],
+                              out_dir / "confusion_matrix.png", show=config.show,
+                              title=f"{config.cell} (test accuracy {test['accuracy']:.3f})")
 
 
 # %% 6. 추론
@@ -609,7 +630,7 @@ def compare_cells(config: Config, data: TextData, main_model: nn.Module, main_re
         print(f"[비교] {cell:>4}: 검증 최고 {best_accuracy:.4f}, 시험 정확도 {results[cell]['accuracy']:.4f}")
     table = pd.DataFrame({cell: {"test_accuracy": results[cell]["accuracy"],
                                  "test_loss": results[cell]["loss"],
-                                 "parameters": count_parameters(models[cell]),
+                                 "parameters": sum(p.numel() for p in models[cell].parameters()),
                                  **{f"acc_{k}": v for k, v in results[cell].get("by_kind", {}).items()}}
                           for cell in CELLS}).T  # 행 = 셀, 열 = 지표
     table.index.name = "cell"
@@ -660,7 +681,7 @@ def vanishing_gradient_study(config: Config, models: dict, itos: list[str], devi
     ax.set_title(f"Gradient w.r.t. each step's input embedding (T={config.long_seq_len})")
     ax.grid(alpha=0.3)
     ax.legend()
-    save_figure(fig, Path(config.out_dir) / "vanishing_gradient.png", config.show)
+    viz.save_figure(fig, Path(config.out_dir) / "vanishing_gradient.png", config.show)
     ratios = {cell: (g[0] / g[-1]).item() for cell, g in gradients.items()}
     print("[기울기 소실] 첫 토큰 / 마지막 토큰 기울기 비율: "
           + ", ".join(f"{cell} {ratio:.1e}" for cell, ratio in ratios.items()))
@@ -689,12 +710,11 @@ def main(config: Config) -> dict:
     data = prepare_data(config)
     # 2. 모델 (+ 손 RNN 검증, 원-핫 vs 임베딩)
     print(f"[손 RNN 점화식] nn.RNN 과 최대 차이 {check_rnn_by_hand():.1e} (assert 통과)")
-    model_args = {"vocab_size": len(data.itos), "embed_dim": config.embed_dim,
-                  "hidden_size": config.hidden_size, "cell": config.cell,
-                  "bidirectional": config.bidirectional, "dropout": config.dropout}
+    model_args = classifier_args(config, len(data.itos))
     torch.manual_seed(config.seed)  # 초기 가중치와 학습 중 섞기·드롭아웃은 모두 전역 torch 난수
     model = build_model(**model_args).to(device)
-    print(f"장치(device): {device} | 데이터: {data.name} | 파라미터: {count_parameters(model):,}개")
+    n_parameters = sum(p.numel() for p in model.parameters())  # 파라미터 수 = 모든 가중치 텐서의 원소 수 합
+    print(f"장치(device): {device} | 데이터: {data.name} | 파라미터: {n_parameters:,}개")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     one_hot_vs_embedding(data.itos, model.embedding, "good", "great")
 
@@ -731,15 +751,9 @@ def main(config: Config) -> dict:
     if data.test.kinds is not None:
         order_examples(model, data.itos, config.max_len, device)
 
-    metrics = {
-        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "best_val_accuracy": best,
-        "bow_test_accuracy": table.loc["bow", "test_accuracy"],
-        "gap_over_bow": test["accuracy"] - table.loc["bow", "test_accuracy"],
-        "vocab_size": len(data.itos), "gradient_ratio_first_to_last": ratios,
-        "cells": {cell: {k: float(v) for k, v in row.items()} for cell, row in table.iterrows()},
-    }
+    metrics = summarize_metrics(test, best, table, ratios, len(data.itos))
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
+                     seconds=time.perf_counter() - started, parameters=n_parameters,
                      metrics=metrics, headline="test_accuracy")
     print(f"끝: {time.perf_counter() - started:.0f}초, 결과는 {out_dir}")
     return metrics
