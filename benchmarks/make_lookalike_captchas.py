@@ -75,7 +75,8 @@ def main() -> None:
     if options.count < 1 or options.length < 1:
         parser.error("--count 와 --length 는 1 이상이어야 합니다")
     if options.count > len(KERAS_ALPHABET) ** options.length:
-        parser.error(f"--count {options.count}: 길이 {options.length} 로 만들 수 있는 서로 다른 정답보다 많습니다")
+        parser.error(f"--count {options.count}: 길이 {options.length} 로 만들 수 있는 "
+                     "서로 다른 정답보다 많습니다")
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(out_dir.glob("*.png")):
