@@ -628,9 +628,10 @@ def plot_series_split(dates, data: WindowedSeries, title: str, path: Path, show:
 
 
 def plot_training_history(config: Config, rows: list[dict], column: str) -> Path:
-    """학습 곡선: epoch 마다 학습 손실·검증 손실 (표준화 단위 MSE) → history.png."""
+    """학습 곡선: epoch 마다 학습·검증 손실 (표준화 단위 MSE)과 best.pt 를 고르는 검증 RMSE → history.png."""
     return viz.plot_history(rows, Path(config.out_dir) / "history.png", show=config.show,
-                            title=f"{config.cell.upper()} on {column}: training history")
+                            title=f"{config.cell.upper()} on {column}: training history",
+                            metrics=["val_rmse"], metric_label="validation RMSE (price units)")
 
 
 def plot_test_predictions(dates, actual, predictions: dict, title: str, path: Path, show: bool) -> Path:
