@@ -820,7 +820,7 @@ def main(config: Config) -> dict:
     # 5. 시각화 ------------------------------------------------------------------
     visualize_results(model, history, test, device, mean, std, out_dir, config.show, data_name)
 
-    # 부록: 건너뛰기 연결을 뺀 망과 같은 예산으로 비교 (--no-compare 면 생략) --------------------
+    # 부록: 반대쪽 망(skip ↔ no-skip)을 같은 예산으로 학습해 비교 (--no-compare 면 생략) -----------
     comparison = (compare_skip(config, train, test, device, options, epochs, test_scores, out_dir)
                   if config.compare else None)
     return summarize(config, out_dir, device, data_name, model, test_scores, baseline, comparison,
