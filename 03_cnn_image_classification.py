@@ -559,7 +559,7 @@ def images_per_second(history: History, images_per_epoch: int) -> float:
 #      기울기로 같은 optimizer.step() 을 하고, 가중치가 끝까지 같습니다.
 #   3) 평가: 프로세스마다 시험 세트의 자기 몫을 평가하고 (손실 합, 정답 수, 개수)를 all_reduce 로 더함.
 #   4) 출력·그림·체크포인트·metrics.json 은 rank 0 만. 다른 프로세스는 저장이 끝날 때까지 barrier 에서
-#      기다림 (학습이 끝난 뒤 rank 0 혼자 하는 그림·부록 실험은 기다리지 않고 먼저 끝냄).
+#      기다림. 시험 평가가 끝나면 프로세스 그룹을 닫고(distributed.end) 그림·부록 실험·기록은 rank 0 혼자.
 # --batch-size 와 --lr 은 전체(global) 값입니다: 프로세스마다 batch-size/N 장, 학습률은 그대로.
 # 그래서 한 epoch 의 걸음 수와 OneCycle 일정이 N 과 상관없이 같고, 체크포인트를 다른 N 으로 이어 갈 수
 # 있습니다 (rank 0 이 쓴 체크포인트의 state_dict 는 DDP 로 감싸기 전 모델의 것이라 이름도 같음).
@@ -1046,7 +1046,7 @@ def main(config: Config) -> dict:
 
     # 4. 평가: 시험 점수는 언제나 best.pt 로 (--predict 와 같은 가중치). DDP: 몫마다 평가해 합침 -----------
     model, test = evaluate_best(config, data, inputs, amp)
-    if not distributed.is_main():  # DDP: 나머지(그림, 부록 실험, 기록)는 rank 0 혼자. 기다리지 않고 끝냄
+    if not distributed.end():  # DDP 끝: 그룹을 닫고 rank 0 만 계속 (그림·부록 실험·기록), 나머지는 끝냄
         return test
     predictions, matrix, per_class = per_class_report(model, data, **inputs, amp=amp)
 

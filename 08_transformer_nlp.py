@@ -681,7 +681,7 @@ def train_one_epoch(model, split, batches, optimizer, scheduler, scaler, config:
 #      (기울기 자르기 clip_grad_norm_ 도 평균된 같은 기울기에 하므로 모두 같음).
 #   3) 평가: 검증 손실은 (손실 합, 토큰 수)를, 시험 번역은 문장들을 모든 프로세스에서 모아 전체로 셈.
 #   4) 출력·그림·체크포인트·metrics.json 은 rank 0 만. 다른 프로세스는 저장이 끝날 때까지 barrier 에서
-#      기다림 (학습이 끝난 뒤 rank 0 혼자 하는 그림·부록은 기다리지 않고 먼저 끝냄).
+#      기다림. 시험 평가가 끝나면 프로세스 그룹을 닫고(distributed.end) 그림·부록·기록은 rank 0 혼자.
 # --batch-size 와 --lr 은 전체(global) 값입니다: 프로세스마다 batch-size/N 쌍, 학습률은 그대로. 그래서 한
 # epoch 의 걸음 수와 워밍업 일정이 N 과 상관없이 같고, 체크포인트를 다른 N 으로 이어 갈 수 있습니다.
 def setup_ddp(config: Config) -> tuple[torch.device, int]:
@@ -1149,7 +1149,7 @@ def main(config: Config) -> dict:
     # ---- 4. 평가: 시험 점수는 언제나 best.pt 로 (--predict 와 같은 가중치). DDP: 몫마다 번역해 모음 ----
     model, result = evaluate_best(config, test, target_itos, device, max_batches)
     (trained_tokens,) = sum_over_processes([trained_tokens], device)  # DDP: 모든 프로세스가 학습한 토큰 수
-    if not distributed.is_main():  # DDP: 나머지(그림, 부록, 기록)는 rank 0 혼자. 기다리지 않고 끝냄
+    if not distributed.end():  # DDP 끝: 그룹을 닫고 rank 0 만 계속 (그림·부록·기록), 나머지는 끝냄
         return result
 
     # ---- 5. 시각화 / 6. 추론 예 / 부록: √d_k 실험 ----

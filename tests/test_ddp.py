@@ -139,10 +139,10 @@ def make_models() -> dict[str, nn.Module]:
     return {"plain": plain, "batch_norm": batch_norm}
 
 
-def one_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """평균 교차 엔트로피로 SGD 한 걸음 뒤의 가중치."""
+def one_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, wrap=lambda m: m) -> dict:
+    """평균 교차 엔트로피로 SGD 한 걸음 뒤의 가중치. wrap=DDP 면 backward 도중 기울기를 all-reduce(평균)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    F.cross_entropy(model(images), labels).backward()  # DDP 면 backward 도중 기울기 all-reduce(평균)
+    F.cross_entropy(wrap(model)(images), labels).backward()
     optimizer.step()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -159,7 +159,7 @@ def ddp_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     try:
         images, labels = batch()
         share = slice(rank * B // world, (rank + 1) * B // world)
-        results = {name: one_step(DDP(model), images[share], labels[share])
+        results = {name: one_step(model, images[share], labels[share], wrap=DDP)
                    for name, model in make_models().items()}
         if rank == 0:
             torch.save(results, out_file)

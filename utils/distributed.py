@@ -112,11 +112,18 @@ def _interrupt_once(signum, frame):
     raise KeyboardInterrupt
 
 
-def end() -> None:
-    """프로세스 그룹을 닫습니다. utils.runtime.run 이 main 이 끝날 때(오류·Ctrl+C 포함) 부릅니다.
-    그룹이 없으면 아무 일도 하지 않습니다."""
+def end() -> bool:
+    """프로세스 그룹을 닫습니다. 반환: 이 프로세스가 뒤의 일을 맡는지 (rank 0, 또는 분산이 아니면 True).
+
+    장은 시험 평가까지 모든 프로세스가 함께 하고 여기서 그룹을 닫습니다: 그 뒤(그림, 부록 실험, 기록)는
+    rank 0 혼자 평범한 한 프로세스로 하고, 다른 프로세스는 끝냅니다 (그룹이 열린 채 rank 0 혼자 평가
+    함수를 부르면 없는 짝을 기다리게 됨). utils.runtime.run 도 main 이 끝날 때(오류·Ctrl+C 포함) 부릅니다.
+    그룹이 없거나 이미 닫혔으면 닫을 것이 없습니다.
+    """
+    main_process = is_main()
     if is_distributed():
         dist.destroy_process_group()
+    return main_process
 
 
 def seed_epoch(seed: int, epoch: int, generators=()) -> None:
