@@ -54,6 +54,10 @@
         08_transformer_nlp.py --data real --data-dir D --device cuda
     여러 기계에서 달라지는 것: Multi30k 는 모든 기계의 --data-dir 에 미리 두고(동시에 내려받지 않게), 출력
     (체크포인트·그림·metrics.json)은 rank 0 의 기계에만 생깁니다 (--resume 때도 rank 0 이 읽어 나눠 줌).
+    닿지 않는 주소: torchrun 은 스크립트를 띄우기 전에 자기 약속(rendezvous)에서 아무 말 없이 기다립니다
+    (기본 600초, 이 스크립트가 어쩔 수 없는 부분). torchrun 에 --rdzv_conf timeout=60 (기본 static) 또는
+    join_timeout=60 (c10d) 을 주면 그 뒤 torchrun 의 traceback 과 함께 끝납니다. 스크립트가 여는 프로세스
+    그룹은 --dist-timeout 초(기본 60) 안에 못 만나면 "오류: …" 한 줄, 종료 코드 2 로 끝납니다.
     두 기계·SLURM·GPU(nccl) 명령은 이 저장소의 기계(GPU 없는 한 대)에서 시험하지 못했습니다. 한 기계의
     torchrun 2 프로세스(CPU, gloo)는 tests/test_ddp.py 가 시험합니다. 2코어 CPU 에서는 프로세스 2개(각
     1스레드)가 1개(2스레드)보다 빠르지 않을 수 있습니다: DDP 의 이득은 GPU 여러 장·기계 여러 대에서 나옵니다.
@@ -702,12 +706,12 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """모델을 DDP 로 감쌉니다 (프로세스 그룹이 없으면 그대로). 장치로 옮긴 '뒤에' 감쌉니다.
 
     DDP 는 감쌀 때 rank 0 의 가중치를 모두에게 보내고(broadcast), backward() 때 기울기를 평균합니다.
-    트랜스포머에는 BatchNorm 이 없어(LayerNorm 은 문장마다 따로 정규화) 맞춰야 할 배치 통계가 없으므로,
-    forward 때마다 버퍼(위치 인코딩 표)를 다시 보내지 않게 broadcast_buffers=False 로 둡니다.
+    트랜스포머에는 BatchNorm 이 없습니다: LayerNorm 은 문장(토큰)마다 따로 정규화하므로 배치를 나눠도
+    계산이 같고, 프로세스끼리 맞춰야 할 배치 통계도 없습니다 (03장의 SyncBatchNorm 과 비교).
     """
     if not distributed.is_distributed():
         return model
-    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def make_sampler(size: int, seed: int) -> DistributedSampler | None:

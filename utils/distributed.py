@@ -20,6 +20,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -92,19 +95,38 @@ def start(device_name: str, timeout_seconds: float, batch_size: int) -> torch.de
     elif device.type != "cpu":
         raise UserError(f"DDP 는 {device.type} 장치를 지원하지 않습니다. --device cpu 로 실행하세요.")
     backend = "nccl" if device.type == "cuda" else "gloo"
-    try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_seconds),
-                                device_id=device if device.type == "cuda" else None)
-    except (RuntimeError, ValueError) as error:  # dist.DistError(DistStoreError 등)는 RuntimeError 의 한 종류
-        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise UserError(f"다른 프로세스와 만나지 못했습니다 (약속 장소 {where}, {timeout_seconds:g}초 "
-                        f"기다림: {reason}). 주소·포트·방화벽과, 모든 기계에서 같은 명령을 실행했는지 "
-                        "확인하세요 (기다리는 시간은 --dist-timeout).") from None
+    # 만나지 못하면 C++(c10d)가 재시도 경고와 C++ 스택을 stderr 에 직접 씁니다. 그동안의 stderr 를 임시 파일로
+    # 받아 두었다가, 성공하면 그대로 되돌려 보이고 실패하면 아래 한 줄로 바꿉니다.
+    with tempfile.TemporaryFile() as native_log:
+        try:
+            with _stderr_to(native_log):
+                dist.init_process_group(backend, timeout=timedelta(seconds=timeout_seconds),
+                                        device_id=device if device.type == "cuda" else None)
+        except (RuntimeError, ValueError) as error:  # dist.DistError(DistStoreError 등)도 RuntimeError
+            where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise UserError(f"다른 프로세스와 만나지 못했습니다 (약속 장소 {where}, {timeout_seconds:g}초 "
+                            f"기다림: {reason}). 주소·포트·방화벽과, 모든 기계에서 같은 명령을 실행했는지 "
+                            "확인하세요 (기다리는 시간은 --dist-timeout).") from None
+        native_log.seek(0)
+        sys.stderr.write(native_log.read().decode("utf-8", errors="replace"))
     if dist.get_rank() != 0:
         sys.stdout = open(os.devnull, "w", encoding="utf-8")  # 프로세스가 끝날 때까지 씀
     signal.signal(signal.SIGINT, _interrupt_once)
     return device
+
+
+@contextmanager
+def _stderr_to(file) -> Iterator[None]:
+    """파일 기술자 2(stderr)를 잠시 `file` 로: C++ 코드가 sys.stderr 를 거치지 않고 쓰는 것까지 받음."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _interrupt_once(signum, frame):
