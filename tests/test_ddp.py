@@ -3,7 +3,8 @@
 - torchrun 2 프로세스로 --smoke 와 짧은 실제 학습: 종료 코드 0, metrics.json 하나(rank 0 만 씀),
   평가한 시험 예제 수(test_examples) = 시험 세트 크기 (프로세스마다 나눠 평가해도 한 번씩만 셈).
 - 동치: BatchNorm 이 없는 모델에서 2 프로세스 × B/2 의 한 걸음 = 1 프로세스 × B 의 한 걸음 (DDP 가 맞는
-  까닭). BatchNorm 이 있으면 같지 않음 (03장이 CUDA 에서 SyncBatchNorm 을 쓰는 까닭).
+  까닭). BatchNorm 이 있으면 같지 않음 (03장이 CUDA 에서 SyncBatchNorm 을 쓰는 까닭). 두 장의 평가를
+  프로세스 둘로 나눠 모은 값 = 한 프로세스의 값 (홀수 크기 세트: 채워 넣기·빠뜨리기·두 번 세기를 잡음).
 - 모든 rank 에 Ctrl+C → `torchrun … --resume` = 끊지 않은 2 프로세스 실행. 2 프로세스의 last.pt 를
   torchrun 없이 한 프로세스로 이어 가기. 터미널의 Ctrl+C(프로세스 그룹 전체에 SIGINT)로 모두 끝남.
 - 잘못된 입력: 다른 장의 체크포인트, 닿지 않는 약속 장소(MASTER_ADDR:MASTER_PORT), GPU 보다 많은 프로세스,
@@ -95,7 +96,8 @@ def check_ddp_run(result: subprocess.CompletedProcess, out_dir: Path, script: Pa
     record = record_of(out_dir)
     assert record["metrics"]["test_examples"] == test_size  # 시험 세트를 정확히 한 번 셈
     assert record["timing"]["processes"] == 2
-    # rank 0 만 출력·기록: 마지막 줄이 한 번, 임시 파일(동시에 쓰다 남은 것) 없음
+    # rank 0 만 출력·기록: 첫 줄([DDP] …)과 마지막 줄이 한 번씩, 임시 파일(동시에 쓰다 남은 것) 없음
+    assert result.stdout.count("[DDP] 프로세스 2개") == 1, result.stdout[:2000]
     assert sum(line.startswith("끝:") for line in result.stdout.splitlines()) == 1, result.stdout[-2000:]
     assert not list(out_dir.rglob("*.tmp"))
     last = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
@@ -153,8 +155,40 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(B, 3, 4, 4, generator=generator), torch.randint(0, 4, (B,), generator=generator)
 
 
+ODD = 7  # 평가 세트 크기: 2 로 나누어떨어지지 않음 → DistributedSampler 처럼 채워 넣으면 8 개를 세게 됨
+
+
+def evaluation_inputs():
+    """평가 동치 시험의 재료: 03장 MLP 와 이미지 7장, 08장의 작은 트랜스포머와 시험 문장 7개."""
+    ch03, ch08 = load_chapter("03"), load_chapter("08")
+    generator = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (ODD, 3, 4, 4), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 4, (ODD,), generator=generator)
+    pairs, _, test_pairs = translation.make_english_korean(200, 0, ODD, seed=0)
+    source_itos = ch08.build_vocab([ch08.tokenize(s) for s, _ in pairs], 1)
+    target_itos = ch08.build_vocab([ch08.tokenize(t) for _, t in pairs], 1)
+    test = ch08.encode_split(test_pairs, {w: i for i, w in enumerate(source_itos)},
+                             {w: i for i, w in enumerate(target_itos)}, 32)
+    torch.manual_seed(0)
+    transformer = ch08.build_model(len(source_itos), len(target_itos), d_model=32, heads=4, layers=1, d_ff=64,
+                                   dropout=0.0, max_len=32).eval()
+    return ch03, ch08, images, labels, test, target_itos, transformer
+
+
+def evaluate_both() -> dict:
+    """03장 evaluate 와 08장 evaluate·translate_split (DDP 면 프로세스마다 몫을 평가해 모음)."""
+    ch03, ch08, images, labels, test, target_itos, transformer = evaluation_inputs()
+    device = torch.device("cpu")
+    inputs = {"mean": torch.full((3,), 0.5), "std": torch.full((3,), 0.25), "device": device}
+    config = ch08.Config(batch_size=1, max_len=32)  # 문장 하나씩: 배치 구성과 상관없이 같은 번역
+    rows, hypotheses = ch08.translate_split(transformer, test, target_itos, device, config, beam=1)
+    return {"ch03": ch03.evaluate(make_models()["plain"].eval(), images, labels, **inputs),
+            "ch08_loss": ch08.evaluate(transformer, test, device, batch_size=1)["loss"],
+            "ch08_rows": rows, "ch08_hypotheses": hypotheses}
+
+
 def ddp_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
-    """mp.spawn 의 프로세스 하나: 전체 배치의 자기 몫 B/world 장으로 DDP 한 걸음."""
+    """mp.spawn 의 프로세스 하나: 전체 배치의 자기 몫 B/world 장으로 DDP 한 걸음, 그리고 두 장의 평가."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -162,24 +196,43 @@ def ddp_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
         share = slice(rank * B // world, (rank + 1) * B // world)
         results = {name: one_step(model, images[share], labels[share], wrap=DDP)
                    for name, model in make_models().items()}
+        results["evaluation"] = evaluate_both()
         if rank == 0:
             torch.save(results, out_file)
     finally:
         dist.destroy_process_group()
 
 
-def test_two_processes_with_half_batches_take_the_same_step_as_one_process(tmp_path):
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> dict:
+    """mp.spawn 으로 gloo 프로세스 둘 (torchrun 없이 같은 일): rank 0 이 모은 결과."""
+    folder = tmp_path_factory.mktemp("spawn")
+    mp.spawn(ddp_worker, args=(2, str(folder / "init"), str(folder / "ddp.pt")), nprocs=2, join=True)
+    return torch.load(folder / "ddp.pt", weights_only=True)
+
+
+def test_two_processes_with_half_batches_take_the_same_step_as_one_process(two_processes):
     """DDP 의 기울기 평균: (1/2)(∇L_앞 4장 + ∇L_뒤 4장) = ∇L_8장 (L 은 배치 평균). 그래서 같은 가중치."""
-    out_file = tmp_path / "ddp.pt"
-    mp.spawn(ddp_worker, args=(2, str(tmp_path / "init"), str(out_file)), nprocs=2, join=True)
-    ddp = torch.load(out_file, weights_only=True)
     images, labels = batch()
     single = {name: one_step(model, images, labels) for name, model in make_models().items()}
     before = make_models()["plain"].state_dict()
     assert any(not torch.equal(before[k], single["plain"][k]) for k in before)  # 정말 한 걸음 움직였는지
-    torch.testing.assert_close(ddp["plain"], single["plain"])
+    torch.testing.assert_close(two_processes["plain"], single["plain"])
     # BatchNorm 은 프로세스마다 4장의 평균·분산으로 정규화하므로 8장과 다름 → CUDA 에서는 SyncBatchNorm
-    assert not torch.allclose(ddp["batch_norm"]["4.weight"], single["batch_norm"]["4.weight"], atol=1e-4)
+    assert not torch.allclose(two_processes["batch_norm"]["4.weight"], single["batch_norm"]["4.weight"],
+                              atol=1e-4)
+
+
+def test_evaluation_split_over_two_processes_equals_one_process(two_processes):
+    """나눠서 평가하고 all_reduce / all_gather_object 로 모은 값 = 한 프로세스의 값. 세트 크기가 홀수(7)라
+    DistributedSampler 처럼 채워 넣으면 8 개를 세고, 나누지 않으면 14 개, 모으지 않으면 3~4 개가 됨."""
+    ddp, single = two_processes["evaluation"], evaluate_both()
+    assert ddp["ch03"]["examples"] == single["ch03"]["examples"] == ODD
+    assert ddp["ch03"]["accuracy"] == pytest.approx(single["ch03"]["accuracy"])
+    assert ddp["ch03"]["loss"] == pytest.approx(single["ch03"]["loss"], rel=1e-5)
+    assert ddp["ch08_rows"] == single["ch08_rows"] == list(range(ODD))
+    assert ddp["ch08_hypotheses"] == single["ch08_hypotheses"]
+    assert ddp["ch08_loss"] == pytest.approx(single["ch08_loss"], rel=1e-5)
 
 
 # --- Ctrl+C 와 이어하기 ----------------------------------------------------------------------------------
