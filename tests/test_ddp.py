@@ -35,8 +35,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from conftest import CHAPTERS, ROOT, load_chapter, run_script, smoke_args
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
 
 from utils.data import color_images, translation
+from utils.data.color_images import color_shapes
 from utils.runtime import run
 
 DDP_SCRIPTS = [p for p in CHAPTERS if p.name[:2] in ("03", "08")]
@@ -197,10 +199,34 @@ def ddp_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
         results = {name: one_step(model, images[share], labels[share], wrap=DDP)
                    for name, model in make_models().items()}
         results["evaluation"] = evaluate_both()
+        results["vgg_identical_on_every_rank"] = train_vgg_one_epoch(rank, world)
         if rank == 0:
             torch.save(results, out_file)
     finally:
         dist.destroy_process_group()
+
+
+def train_vgg_one_epoch(rank: int, world: int) -> dict[str, bool]:
+    """03장의 train_one_epoch 를 DDP 로 한 epoch (VGG: BatchNorm 있음, 증강, 드롭아웃). 끝난 뒤 모든 rank 의
+    가중치와 BatchNorm 버퍼(이동 평균)가 같은지: 반환 {"weights": bool, "buffers": bool}."""
+    ch03 = load_chapter("03")
+    data = color_shapes(seed=0, train_size=32, test_size=8)
+    mean, std = ch03.channel_stats(data.x_train)
+    torch.manual_seed(0)
+    model = ch03.build_model("vgg", 10, width=4, hidden_size=16)
+    optimizer, scheduler = ch03.make_optimizer(model, ch03.Config(batch_size=16), epochs=1, steps_per_epoch=2)
+    sampler = DistributedSampler(range(32), num_replicas=world, rank=rank, shuffle=True, seed=0)
+    sampler.set_epoch(1)
+    ch03.train_one_epoch(DDP(model), data, optimizer, scheduler, None, generator=torch.Generator(), mean=mean,
+                         std=std, device=torch.device("cpu"), batch_size=16 // world, augment=True, amp=False,
+                         epoch=1, sampler=sampler)
+    identical = {}
+    for name, tensors in (("weights", model.parameters()), ("buffers", model.buffers())):
+        mine = torch.cat([t.detach().double().flatten() for t in tensors])
+        everyone = [torch.empty_like(mine) for _ in range(world)]
+        dist.all_gather(everyone, mine)
+        identical[name] = all(torch.equal(everyone[0], other) for other in everyone)
+    return identical
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +247,12 @@ def test_two_processes_with_half_batches_take_the_same_step_as_one_process(two_p
     # BatchNorm 은 프로세스마다 4장의 평균·분산으로 정규화하므로 8장과 다름 → CUDA 에서는 SyncBatchNorm
     assert not torch.allclose(two_processes["batch_norm"]["4.weight"], single["batch_norm"]["4.weight"],
                               atol=1e-4)
+
+
+def test_chapter_03_training_leaves_every_process_with_the_same_model(two_processes):
+    """DDP 는 기울기를 평균해 가중치를 같게 두지만, BatchNorm 의 이동 평균은 프로세스마다 자기 배치로 갱신됨:
+    train_one_epoch 가 epoch 끝에 rank 0 의 값을 보내야 검증·체크포인트가 모두 같은 모델을 봄."""
+    assert two_processes["vgg_identical_on_every_rank"] == {"weights": True, "buffers": True}
 
 
 def test_evaluation_split_over_two_processes_equals_one_process(two_processes):
