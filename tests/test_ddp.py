@@ -339,7 +339,9 @@ def test_other_chapters_checkpoint_under_torchrun_is_one_line(ddp_smoke, tmp_pat
     checkpoint["chapter"] = "00_other"
     torch.save(checkpoint, tmp_path / "last.pt")
     refused = torchrun(CH08, *smoke_args(tmp_path, "--resume"))
-    assert refused.returncode != 0 and worker_exit_codes(refused) == {2}, refused.stderr[-3000:]
+    # 두 rank 모두 오류 2 로 끝나지만, 먼저 끝난 rank 를 본 torchrun 이 나머지에 SIGTERM(-15)을 보낼 수 있음
+    codes = worker_exit_codes(refused)
+    assert refused.returncode != 0 and 2 in codes and codes <= {2, -15}, refused.stderr[-3000:]
     lines = error_lines(refused)
     assert len(lines) == 1 and "00_other" in lines[0], refused.stderr[-3000:]
     assert not chapter_traceback(refused, CH08)
