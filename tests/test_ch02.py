@@ -64,6 +64,7 @@ def test_activation_derivatives_hand_values(mod):
 def test_batch_norm_from_scratch_matches_library(mod):
     torch.manual_seed(0)
     x = torch.randn(16, 5) * 2 + 3
+    x[:, 0] = 1e-3 * torch.randn(16)  # 분산(1e-6)이 eps(1e-5)보다 작은 특성: eps 의 자리가 결과를 바꿈
     mod.check_batch_norm(x)  # train/eval 출력, running 통계 갱신
     bn = nn.BatchNorm1d(5)
     for _ in range(3):  # 여러 배치 뒤에도 eval 출력 = running 통계로 정규화

@@ -93,7 +93,13 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse 의 오류(사용법 여러 줄 + error:)를 "오류: ..." 한 줄로 바꾼 것. 종료 코드는 그대로 2."""
 
     def error(self, message: str):
-        self.exit(2, f"오류: {message} (사용법: --help)\n")
+        self.exit(2, f"오류: {message} (사용법: --help)\n" if reports_errors() else None)
+
+
+def reports_errors() -> bool:
+    """오류·중단 한 줄을 쓸 프로세스인지. torchrun 아래에서는 모든 프로세스가 같은 오류로 멈추므로
+    기계마다 LOCAL_RANK 0 하나만 씁니다 (한 기계 = 한 줄). torchrun 이 아니면 늘 True."""
+    return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def build_parser(config_cls: type, description: str | None = None) -> argparse.ArgumentParser:
@@ -185,9 +191,11 @@ def run(main, config_cls: type, argv: list[str] | None = None):
     """스크립트의 진입점: 플래그 → Config → 출력 폴더 확인 → `main(config)`.
 
     - 노트북(Jupyter, VS Code)에서는 커널의 인자를 읽지 않고 `Config` 의 기본값을 씁니다.
-    - 사용자가 고칠 수 있는 문제(UserError, 잘못된 플래그)는 "오류: ..." 한 줄과 종료 코드 2.
+    - 사용자가 고칠 수 있는 문제(UserError, 잘못된 플래그)는 "오류: ..." 한 줄과 종료 코드 2
+      (torchrun 아래에서는 기계마다 한 프로세스만 그 줄을 씀: `reports_errors`).
     - 어디서든 Ctrl+C 는 한 줄과 종료 코드 130 (128 + SIGINT, 셸의 관례).
     - 그 밖의 예외는 버그이므로 평소처럼 traceback 을 보여 줍니다.
+    - torchrun(DDP) 의 프로세스 그룹은 어떻게 끝나든 마지막에 닫습니다 (utils/distributed.end).
     """
     if argv is None:
         argv = [] if in_notebook() else sys.argv[1:]
@@ -196,15 +204,21 @@ def run(main, config_cls: type, argv: list[str] | None = None):
         config.out_dir = str(prepare_out_dir(config))
         return main(config)
     except UserError as error:
-        print(f"오류: {error}", file=sys.stderr)
+        if reports_errors():
+            print(f"오류: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except BrokenPipeError:  # `python 0X.py | head` 처럼 읽는 쪽이 먼저 닫힘: 조용히 끝냄
         sys.stderr.close()
         raise SystemExit(0) from None
     except KeyboardInterrupt:
-        print("\n중단되었습니다 (Ctrl+C). 학습 중이었다면 --resume 으로 이어서 할 수 있습니다.",
-              file=sys.stderr)
+        if reports_errors():
+            print("\n중단되었습니다 (Ctrl+C). 학습 중이었다면 --resume 으로 이어서 할 수 있습니다.",
+                  file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        from utils.distributed import end  # 여기서 읽음: utils.distributed 가 이 모듈을 import 함
+
+        end()  # torchrun(DDP) 의 프로세스 그룹을 닫음: 정상 종료·오류·Ctrl+C 모두. 그룹이 없으면 아무 일 없음
 
 
 def pick_device(name: str = "auto") -> torch.device:

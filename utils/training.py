@@ -8,6 +8,9 @@ model·optimizer·scheduler·scaler 의 state_dict, 끝난 epoch, 최고 지표(
 상태(rng: 전역 + DataLoader 의 generator), 예측에 필요한 것(extra), epoch 별 기록(history).
 새 학습은 첫 걸음 전에 last.pt(epoch 0)를 쓰고 epoch 경계에서만 다시 쓰므로, CPU 에서 어디서 끊든
 `--resume` 결과는 끊지 않은 학습과 같습니다 (tests/test_contract.py 가 모든 장에서 확인합니다).
+
+여러 프로세스(torchrun + DDP, 03·08장)에서는 파일(history.csv, 처음의 last.pt)을 rank 0 만 쓰고, 체크포인트는
+rank 0 이 읽어 모든 프로세스에 나눠 줍니다 (utils/distributed.py). 프로세스 하나면 달라지는 것이 없습니다.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from utils.distributed import is_main, run_on_main
 from utils.runtime import UserError
 
 
@@ -37,8 +41,9 @@ def progress(iterable, desc: str, total: int | None = None):
     걸음에서 자기 자신에게 진짜 SIGINT(Ctrl+C)를 보냅니다. 중단·이어하기 시험이 시간에 기대지 않고
     정해진 곳에서 끊기게 하려는 것이며, 변수가 없으면 아무 일도 하지 않습니다.
     """
-    # disable=None: 터미널이 아니면(로그 파일, 테스트) 막대를 그리지 않습니다.
-    bar = tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)
+    # disable=None: 터미널이 아니면(로그 파일, 테스트) 막대를 그리지 않습니다. DDP 에서는 rank 0 만 그립니다.
+    bar = tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+               disable=None if is_main() else True)
     target = os.environ.get("TUTORIAL_SIGINT_AT", "")
     if not target or target.rpartition(":")[0] != desc:
         return bar
@@ -98,7 +103,7 @@ class History:
         return len(values) - 1 - values.index(best_value)
 
     def save(self) -> None:
-        if not self.rows:
+        if not self.rows or not is_main():  # DDP: 모든 프로세스가 같은 기록을 갖되 파일은 rank 0 만 씀
             return
         fieldnames = list(dict.fromkeys(k for row in self.rows for k in row))
         tmp_path = self.path.with_suffix(".csv.tmp")
@@ -201,7 +206,10 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
 
     `os.replace` 는 같은 폴더 안에서 원자적이므로, 쓰는 도중에 중단되어도 `path` 에는
     이전의 온전한 파일이나 새 온전한 파일 중 하나만 남습니다.
+    DDP(torchrun): rank 0 만 쓰고 다른 프로세스에서는 아무 일도 하지 않습니다 (모두 같은 모델이므로).
     """
+    if not is_main():
+        return
     path = Path(path)
     tmp_path = path.with_name(path.name + ".tmp")
     try:
@@ -263,17 +271,9 @@ def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), histor
     """
     free = config.resume_free if free is None else free
     path = Path(config.out_dir) / "last.pt"
-    if config.resume and path.exists():
-        saved = load_checkpoint(path, config, purpose="resume")
-        current = checkpoint_fn(0, best)
-        differences = setting_differences(saved["config"], current["config"], free)
-        differences += [f"model_args.{d}" for d in setting_differences(saved["model_args"],
-                                                                      current["model_args"], ())]
-        if saved["extra"].get("data") != current["extra"].get("data"):
-            differences.append(f"data: {saved['extra'].get('data')!r} → {current['extra'].get('data')!r}")
-        if differences:
-            raise UserError(f"{path} 는 다른 설정으로 학습되었습니다 ({'; '.join(differences)}). "
-                            "같은 설정으로 --resume 하거나 다른 --out-dir 로 새로 학습하세요.")
+    # DDP: rank 0 이 읽고 확인해 모든 프로세스에 나눠 줌 (두 번째 기계에는 last.pt 가 없을 수 있음)
+    saved = run_on_main(lambda: _checked_resume_checkpoint(path, config, checkpoint_fn, best, free))
+    if saved is not None:
         for key, obj in state.items():
             if obj is not None and saved.get(key) is not None:
                 obj.load_state_dict(saved[key])
@@ -285,8 +285,25 @@ def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), histor
         return saved["epoch"] + 1, saved["best"]
     if config.resume:
         print(f"[이어하기] {path} 가 아직 없어(첫 저장 전에 멈춤) 처음부터 시작합니다.")
-    save_checkpoint(path, checkpoint_fn(0, best))
+    save_checkpoint(path, checkpoint_fn(0, best))  # DDP: rank 0 만 씀
     return 1, best
+
+
+def _checked_resume_checkpoint(path: Path, config, checkpoint_fn, best: float, free) -> dict | None:
+    """--resume 이고 last.pt 가 있으면 읽어서 지금 설정과 맞는지 확인한 dict, 아니면 None."""
+    if not (config.resume and path.exists()):
+        return None
+    saved = load_checkpoint(path, config, purpose="resume")
+    current = checkpoint_fn(0, best)
+    differences = setting_differences(saved["config"], current["config"], free)
+    differences += [f"model_args.{d}" for d in setting_differences(saved["model_args"],
+                                                                  current["model_args"], ())]
+    if saved["extra"].get("data") != current["extra"].get("data"):
+        differences.append(f"data: {saved['extra'].get('data')!r} → {current['extra'].get('data')!r}")
+    if differences:
+        raise UserError(f"{path} 는 다른 설정으로 학습되었습니다 ({'; '.join(differences)}). "
+                        "같은 설정으로 --resume 하거나 다른 --out-dir 로 새로 학습하세요.")
+    return saved
 
 
 def load_trained_model(path: Path, build_model, config, device, purpose: str = "predict"):
@@ -295,7 +312,8 @@ def load_trained_model(path: Path, build_model, config, device, purpose: str = "
     --predict 와 시험 평가가 같은 함수를 씁니다. 원래 학습 플래그를 다시 줄 필요가 없습니다.
     반환값: (model, checkpoint dict)
     """
-    checkpoint = load_checkpoint(path, config, purpose=purpose)
+    # DDP: rank 0 이 읽어 모든 프로세스에 나눠 줌 (resume_or_start 와 같은 까닭)
+    checkpoint = run_on_main(lambda: load_checkpoint(path, config, purpose=purpose))
     model = build_model(**checkpoint["model_args"])
     try:
         model.load_state_dict(checkpoint["model"])
