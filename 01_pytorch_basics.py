@@ -58,20 +58,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, random_split
 
+from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 한 모듈에 모아 둠: viz.save_figure(...)
+from utils.data import vision  # MNIST 불러오기·정규화 상수·이미지 읽기: vision.load_mnist_like(...)
 from utils.data.tabular import load_housing
-from utils.data.vision import MNIST_MEAN, MNIST_STD, load_mnist_like, read_image_as_mnist
 from utils.runtime import RunConfig, pick_device, run, write_run_record
 from utils.training import (
     History,
     check_finite,
-    epochs_since_best,
     load_trained_model,
     make_checkpoint,
     progress,
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_confusion_matrix, plot_history, plot_prediction, save_figure
 
 # 모양 글자(shape letters): B=배치 크기, D=입력 특성 수, K=클래스 수(10)
 IMAGE_PIXELS = 28 * 28  # MLP 는 28x28 이미지를 784개 숫자로 펴서 받습니다
@@ -287,7 +286,7 @@ def sine_fit(config: Config, out_dir: Path) -> dict:
     ax.set_ylabel("y")
     ax.set_title(f"Cubic fit of sin(x) after {steps} steps (lr={config.sine_lr:g})")
     ax.legend()
-    save_figure(fig, out_dir / "sine_fit.png", config.show)
+    viz.save_figure(fig, out_dir / "sine_fit.png", config.show)
     return {"sine_coefficients": manual.tolist(), "sine_least_squares": least_squares.tolist(),
             "sine_sse": sse(manual), "sine_least_squares_sse": sse(least_squares)}
 
@@ -364,7 +363,7 @@ def housing_regression(config: Config, device: torch.device, out_dir: Path) -> d
     ax.set_ylabel("predicted")
     ax.set_title(table.name)
     ax.legend()
-    save_figure(fig, out_dir / "regression.png", config.show)
+    viz.save_figure(fig, out_dir / "regression.png", config.show)
     key = lambda name: name.split(" (")[0].replace(" ", "_").lower()
     return {"regression_data": table.name,
             **{f"regression_{key(n)}_rmse": rmse for n, (rmse, _) in results.items()},
@@ -474,6 +473,18 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, max_batches: i
     return (loss_sum / seen).item()
 
 
+def early_stop(history: History, patience: int, best: float, epoch: int) -> bool:
+    """조기 종료(early stopping): 검증 정확도가 patience epoch 동안 최고 기록을 넘지 못했으면 알리고 True.
+
+    기록(history)만으로 판단하므로 --resume 으로 이어 한 뒤에도 끊지 않은 학습과 같은 곳에서 멈춥니다.
+    """
+    if history.epochs_since_best("val_accuracy", "max") < patience:
+        return False
+    print(f"  조기 종료: {patience} epoch 동안 검증 정확도가 최고 {best:.4f} 를 못 넘어 "
+          f"epoch {epoch - 1} 에서 멈춥니다 (--patience).")
+    return True
+
+
 # %% 4. 평가 -------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, loader, device, max_batches: int | None = None) -> dict:
@@ -512,6 +523,28 @@ def confusion_matrix(truth: torch.Tensor, predicted: torch.Tensor, num_classes: 
     return matrix
 
 
+def evaluate_best(config: Config, test_loader, data, device, max_batches):
+    """best.pt 를 파일에서 새로 불러와(저장·불러오기 확인) 시험 분할로 한 번만 평가합니다.
+
+    반환값: (best.pt 의 모델, 시험 지표 {"loss", "accuracy"}, best.pt 체크포인트 dict)
+    """
+    model, best_checkpoint = load_trained_model(Path(config.out_dir) / "best.pt", build_model, config, device,
+                                                purpose="test")
+    test = evaluate(model, test_loader, device, max_batches)
+    print(f"  시험(test): 손실 {test['loss']:.4f}, 정확도 {test['accuracy']:.4f} "
+          f"(우연 수준 {1 / len(data.classes):.2f}), best.pt = epoch {best_checkpoint['epoch']} "
+          f"(검증 정확도 {best_checkpoint['best']:.4f})")
+    return model, test, best_checkpoint
+
+
+def summarize(test: dict, best_checkpoint: dict, history: History, patience: int) -> dict:
+    """실행 기록(metrics.json)에 남길 MLP 의 숫자: 시험 점수, best.pt 의 epoch, 조기 종료 여부."""
+    return {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+            "best_val_accuracy": best_checkpoint["best"], "best_epoch": best_checkpoint["epoch"],
+            "epochs_trained": history.rows[-1]["epoch"],
+            "stopped_early": int(history.epochs_since_best("val_accuracy") >= patience)}
+
+
 # %% 5. 시각화 -----------------------------------------------------------------------------
 def plot_misclassified(images, truth, predicted, path: Path, show: bool, limit: int = 32) -> Path:
     """틀린 시험 이미지(최대 limit 장): 칸마다 '정답→예측'. 틀린 것이 없으면 처음 8장을 초록으로.
@@ -526,23 +559,24 @@ def plot_misclassified(images, truth, predicted, path: Path, show: bool, limit: 
     for ax in axes.flat:
         ax.axis("off")
     for ax, index in zip(axes.flat, shown.tolist()):
-        ax.imshow((images[index, 0] * MNIST_STD + MNIST_MEAN).numpy(), cmap="gray", vmin=0, vmax=1)
+        pixels = images[index, 0] * vision.MNIST_STD + vision.MNIST_MEAN  # 정규화를 되돌려 0~1 로
+        ax.imshow(pixels.numpy(), cmap="gray", vmin=0, vmax=1)
         ok = truth[index] == predicted[index]
         ax.set_title(f"true {truth[index]} / pred {predicted[index]}", fontsize=9,
                      color="green" if ok else "red")
     fig.suptitle(f"Misclassified test images ({len(wrong)} wrong of {len(truth)})")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def visualize_results(history_rows, model, test_loader, data, config: Config, device, max_batches) -> None:
     """학습 곡선, 시험 분할의 혼동 행렬, 틀린 시험 이미지."""
     out_dir = Path(config.out_dir)
     truth, predicted = predict_labels(model, test_loader, device, max_batches)
-    plot_history(history_rows, out_dir / "history.png", config.show,
-                 title=f"784-{config.hidden_size}-10 MLP on {data.name}")
-    plot_confusion_matrix(confusion_matrix(truth, predicted, len(data.classes)).numpy(), data.classes,
-                          out_dir / "confusion_matrix.png", config.show,
-                          title=f"{data.name}: test confusion matrix")
+    viz.plot_history(history_rows, out_dir / "history.png", config.show,
+                     title=f"784-{config.hidden_size}-10 MLP on {data.name}")
+    viz.plot_confusion_matrix(confusion_matrix(truth, predicted, len(data.classes)).numpy(), data.classes,
+                              out_dir / "confusion_matrix.png", config.show,
+                              title=f"{data.name}: test confusion matrix")
     plot_misclassified(data.x_test, truth, predicted, out_dir / "misclassified.png", config.show)
 
 
@@ -558,7 +592,8 @@ def predict(config: Config, device: torch.device) -> dict:
     out_dir = Path(config.out_dir)
     model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
     classes = checkpoint["extra"]["classes"]
-    image = read_image_as_mnist(config.predict)  # (1, 1, 28, 28): 없는 파일·폴더·이미지 아님 → 한 줄 오류
+    # (1, 1, 28, 28): 없는 파일·폴더·이미지가 아닌 파일 → 한 줄 오류
+    image = vision.read_image_as_mnist(config.predict)
     with torch.no_grad():
         probabilities = F.softmax(model(image.to(device)), dim=1)[0].cpu()  # (K,)
     top = probabilities.topk(3)
@@ -577,8 +612,8 @@ def predict(config: Config, device: torch.device) -> dict:
         print(f"경고: {warning}")
     (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
                                              encoding="utf-8")
-    plot_prediction(image, probabilities, classes, out_dir / "predict.png", config.show,
-                    mean=MNIST_MEAN, std=MNIST_STD)
+    viz.plot_prediction(image, probabilities, classes, out_dir / "predict.png", config.show,
+                        mean=vision.MNIST_MEAN, std=vision.MNIST_STD)
     return result
 
 
@@ -591,7 +626,7 @@ def main(config: Config) -> dict:
         return predict(config, device)
 
     # 1. 데이터를 먼저 읽어 둡니다: --data real 인데 MNIST 가 없으면 기초 절을 돌리기 전에 한 줄로 알림
-    data = load_mnist_like("mnist", config.data, config.data_dir, config.smoke, config.seed)
+    data = vision.load_mnist_like("mnist", config.data, config.data_dir, config.smoke, config.seed)
     metrics = basics(config, device, out_dir)  # 0. 텐서, autograd, 사인 곡선, 회귀
 
     print("\n[5] 손글씨 숫자 분류: 784-64-10 MLP")
@@ -612,18 +647,14 @@ def main(config: Config) -> dict:
     max_batches = 1 if config.smoke else None  # --smoke: 학습·평가 모두 배치 하나
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer}
-    extra = {"data": data.name, "classes": data.classes}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
-                                                     generators=[loader_generator], history=history,
-                                                     extra=extra)
+    extra = {"data": data.name, "classes": data.classes}  # --predict 가 모델 말고 더 필요한 것
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
+                                                     generators=[loader_generator], history=history)
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
                                         history=history, best=-math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            # 조기 종료(early stopping): 기록(history)만으로 판단하므로 이어하기 뒤에도 같은 곳에서 멈춤
-            if epochs_since_best(history.rows, "val_accuracy", "max") >= config.patience:
-                print(f"  조기 종료: {config.patience} epoch 동안 검증 정확도가 최고 {best:.4f} 를 못 넘어 "
-                      f"epoch {epoch - 1} 에서 멈춥니다 (--patience).")
+            if early_stop(history, config.patience, best, epoch):  # 검증 정확도가 더 나아지지 않음
                 break
             train_loss = train_one_epoch(model, train_loader, optimizer, device, epoch, max_batches)
             val = evaluate(model, val_loader, device, max_batches)
@@ -637,20 +668,11 @@ def main(config: Config) -> dict:
         raise SystemExit(130) from None
 
     # 4. 평가: best.pt 를 파일에서 새로 불러와(저장·불러오기 확인) 시험 분할로 한 번만
-    model, best_checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
-                                                purpose="test")
-    test = evaluate(model, test_loader, device, max_batches)
-    print(f"  시험(test): 손실 {test['loss']:.4f}, 정확도 {test['accuracy']:.4f} "
-          f"(우연 수준 {1 / len(data.classes):.2f}), best.pt = epoch {best_checkpoint['epoch']} "
-          f"(검증 정확도 {best_checkpoint['best']:.4f})")
+    model, test, best_checkpoint = evaluate_best(config, test_loader, data, device, max_batches)
+    metrics.update(summarize(test, best_checkpoint, history, config.patience))
 
-    # 5. 시각화: 학습 곡선, 혼동 행렬, 틀린 예
+    # 5. 시각화: 학습 곡선, 혼동 행렬, 틀린 예 — 그리고 실행 기록(metrics.json)
     visualize_results(history.rows, model, test_loader, data, config, device, max_batches)
-
-    metrics.update({"test_accuracy": test["accuracy"], "test_loss": test["loss"],
-                    "best_val_accuracy": best_checkpoint["best"], "best_epoch": best_checkpoint["epoch"],
-                    "epochs_trained": history.rows[-1]["epoch"],
-                    "stopped_early": int(epochs_since_best(history.rows, "val_accuracy") >= config.patience)})
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
                      seconds=time.perf_counter() - started, parameters=parameters,
                      metrics=metrics, headline="test_accuracy")

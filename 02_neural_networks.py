@@ -56,27 +56,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.metrics import classification_report, confusion_matrix
 
-from utils.data.vision import MNIST_MEAN, MNIST_STD, load_mnist_like, read_image_as_mnist
+from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 한 모듈에 모아 둠: viz.plot_curves(...)
+from utils.data import vision  # Fashion-MNIST 불러오기·정규화 상수·이미지 읽기: vision.load_mnist_like(...)
 from utils.runtime import RunConfig, pick_device, run, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
-    epochs_since_best,
     load_trained_model,
     make_checkpoint,
     progress,
     resume_or_start,
     save_checkpoint,
-)
-from utils.visualization import (
-    plot_confusion_matrix,
-    plot_curves,
-    plot_heatmap,
-    plot_history,
-    plot_image_grid,
-    plot_prediction,
-    save_figure,
 )
 
 # 모양(shape) 글자: B=배치, D=입력 픽셀 수(28*28=784), H=은닉층 너비, K=클래스 수(10)
@@ -91,6 +81,9 @@ def _float_list(text: str) -> list[float]:
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "02_neural_networks"  # 출력 폴더 outputs/<chapter>/, 체크포인트 주인 표시
+    # 이어 할 때 바꿔도 되는 플래그에서 --epochs 를 뺍니다: 스케줄러의 전체 걸음 수(total_steps)가
+    # --epochs 로 정해지므로, 바꿔 이어 하면 계획과 맞지 않습니다 (OneCycleLR 은 "Tried to step ... times").
+    resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}
     epochs: int = 30  # 최종 학습의 최대 epoch (조기 종료가 더 일찍 멈출 수 있음)
     batch_size: int = 64  # 미니배치 크기 (2 이상: BatchNorm 이 배치 통계를 씀). 작을수록 잡음 많은 기울기
     lr: float = 3e-3  # 최종 학습 Adam 의 최고 학습률 (OneCycleLR 의 max_lr)
@@ -156,7 +149,7 @@ def carve_validation(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: in
 
 def load_data(config: Config, device: torch.device) -> Splits:
     """Fashion-MNIST(torchvision 표준 배치) 또는 오프라인 대체 sklearn digits → 장치 위 텐서."""
-    images = load_mnist_like("fashion", config.data, config.data_dir, config.smoke, config.seed)
+    images = vision.load_mnist_like("fashion", config.data, config.data_dir, config.smoke, config.seed)
     x_train, y_train, x_val, y_val = carve_validation(images.x_train, images.y_train,
                                                       config.val_fraction, config.seed)
     # 데이터가 작아서(Fashion-MNIST 전체 ≈ 220 MB) 통째로 장치에 올려 두고 인덱스로 배치를 뽑습니다.
@@ -261,7 +254,7 @@ def plot_activations(x: torch.Tensor, path: Path, show: bool) -> Path:
         ax.set_xlabel("x")
         ax.grid(alpha=0.3)
         ax.legend()
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def activation_lesson(out_dir: Path, show: bool) -> None:
@@ -402,6 +395,22 @@ def activation_stds(model: nn.Sequential, x: torch.Tensor) -> list[float]:
     return stds
 
 
+# %% [2. 모델 (4) 최종 MLP]
+def final_model(config: Config, num_classes: int, device: torch.device) -> tuple[nn.Sequential, dict]:
+    """최종 MLP: 은닉층 2개 + BatchNorm + Dropout + Kaiming 초기화. (모델, model_args) 를 돌려줍니다.
+
+    초기 가중치는 시드만으로 정해집니다. model_args 는 체크포인트에 저장되어, --predict 와 시험 평가가
+    build_model(**model_args) 로 같은 모델을 다시 만듭니다.
+    """
+    torch.manual_seed(config.seed)  # 초기 가중치: 시드만으로 정해짐
+    model_args = {"hidden_size": config.hidden_size, "depth": 2, "batch_norm": True,
+                  "dropout": config.dropout, "num_classes": num_classes}
+    model = init_weights(build_model(**model_args), "kaiming").to(device)
+    print(f"장치(device): {device} | BatchNorm + Dropout + Kaiming 초기화 MLP, "
+          f"파라미터 {sum(p.numel() for p in model.parameters()):,}개")
+    return model, model_args
+
+
 # %% [3. 학습 (1) 학습 단계]
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                     y: torch.Tensor, batch_size: int, generator: torch.Generator, *, scheduler=None,
@@ -449,6 +458,18 @@ def steps_per_epoch(samples: int, batch_size: int, max_batches: int | None = Non
     if steps > 1 and samples % batch_size == 1:  # 표본 하나짜리 마지막 배치는 버림 (BatchNorm)
         steps -= 1
     return steps if max_batches is None else min(steps, max_batches)
+
+
+def early_stop(history: History, patience: int, best: float, epoch: int) -> bool:
+    """조기 종료(early stopping): 검증 손실이 patience epoch 동안 최저 기록보다 내려가지 않았으면 알리고 True.
+
+    기록(history)만으로 판단하므로 --resume 으로 이어 한 뒤에도 끊지 않은 학습과 같은 곳에서 멈춥니다.
+    """
+    if history.epochs_since_best("val_loss", "min") < patience:
+        return False
+    print(f"조기 종료(early stopping): {patience} epoch 동안 검증 손실이 최저 "
+          f"{best:.4f} 보다 내려가지 않아 epoch {epoch - 1} 에서 멈춥니다.")
+    return True
 
 
 # %% [3. 학습 (2) 최적화 기법의 갱신식: SGD, 모멘텀, Adam]
@@ -526,14 +547,20 @@ def check_cosine_schedule(lr: float = 0.1, total_steps: int = 50) -> None:
     assert torch.allclose(ours, theirs, atol=1e-7)
 
 
-def schedule_lesson(config: Config, total_steps: int, out_dir: Path) -> None:
-    """세 스케줄의 학습률 곡선을 한 그림에, 직접 쓴 코사인 식 = CosineAnnealingLR 확인."""
+def final_scheduler(config: Config, optimizer: torch.optim.Optimizer, total_steps: int, out_dir: Path):
+    """최종 학습의 스케줄러(--schedule)를 만들어 돌려줍니다 (none 이면 None).
+
+    그 전에 세 스케줄의 학습률 곡선을 한 그림(lr_schedule.png)에 그리고, 직접 쓴 코사인 식 =
+    CosineAnnealingLR 을 확인합니다.
+    """
+    scheduler = make_scheduler(config.schedule, optimizer, config.lr, total_steps)
     check_cosine_schedule()
-    plot_curves({kind: lr_trace(kind, config.lr, total_steps) for kind in ("onecycle", "cosine", "none")},
-                out_dir / "lr_schedule.png", show=config.show, xlabel="step (mini-batch)",
-                ylabel="learning rate", title=f"Learning-rate schedules (used: {config.schedule})")
+    viz.plot_curves({kind: lr_trace(kind, config.lr, total_steps) for kind in ("onecycle", "cosine", "none")},
+                    out_dir / "lr_schedule.png", show=config.show, xlabel="step (mini-batch)",
+                    ylabel="learning rate", title=f"Learning-rate schedules (used: {config.schedule})")
     print(f"학습률 스케줄: {config.schedule}, 최고 {config.lr:g}, 전체 {total_steps} 걸음 "
           f"(직접 쓴 코사인 식 = CosineAnnealingLR ✓)")
+    return scheduler
 
 
 # %% [4. 평가]
@@ -575,23 +602,47 @@ def report_test(model: nn.Module, data: Splits, max_batches: int | None,
     return test, predictions
 
 
+def evaluate_best(config: Config, data: Splits, device: torch.device,
+                  max_batches: int | None) -> tuple[dict, torch.Tensor, int]:
+    """best.pt(검증 손실이 가장 낮았던 epoch)를 파일에서 새로 불러와 시험 세트로 처음이자 마지막으로 평가.
+
+    반환값: (시험 지표 {"loss", "accuracy"}, 예측 (N,), best.pt 의 epoch)
+    """
+    out_dir = Path(config.out_dir)
+    model, best_checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                                purpose="test")
+    print(f"best.pt = epoch {best_checkpoint['epoch']}")
+    test, predictions = report_test(model, data, max_batches, out_dir)
+    return test, predictions, best_checkpoint["epoch"]
+
+
+def run_summary(history: History, best_epoch: int, test: dict, patience: int) -> dict:
+    """실행 기록(metrics.json)에 남길 최종 학습의 숫자: 시험 점수, best.pt 의 epoch, 조기 종료 여부."""
+    best_row = next(row for row in history.rows if row["epoch"] == best_epoch)
+    return {"test_accuracy": round(test["accuracy"], 4), "test_loss": round(test["loss"], 4),
+            "best_epoch": best_epoch, "best_val_loss": round(best_row["val_loss"], 4),
+            "best_val_accuracy": round(best_row["val_accuracy"], 4),
+            "epochs_trained": int(history.rows[-1]["epoch"]),
+            "stopped_early": int(history.epochs_since_best("val_loss", "min") >= patience)}
+
+
 # %% [5. 시각화]
 def visualize_results(history_rows: list[dict], data: Splits, predictions: torch.Tensor,
                       test_acc: float, out_dir: Path, show: bool) -> None:
     """최종 학습 곡선, 시험 세트 혼동 행렬, 틀린 시험 이미지 격자."""
-    plot_history(history_rows, out_dir / "history.png", show=show, title=f"Final MLP on {data.name}")
+    viz.plot_history(history_rows, out_dir / "history.png", show=show, title=f"Final MLP on {data.name}")
     y_true = data.y_test[:len(predictions)].cpu()
     matrix = confusion_matrix(y_true, predictions, labels=list(range(len(data.classes))))
-    plot_confusion_matrix(matrix, data.classes, out_dir / "confusion_matrix.png", show=show,
-                          title=f"Confusion matrix (test, acc {test_acc:.3f})")
+    viz.plot_confusion_matrix(matrix, data.classes, out_dir / "confusion_matrix.png", show=show,
+                              title=f"Confusion matrix (test, acc {test_acc:.3f})")
     # 틀린 것 최대 8장 = 한 줄: 여러 줄이면 아랫줄 제목이 윗줄 그림에 겹칩니다 (plot_image_grid 의 칸 높이)
     wrong = (predictions != y_true).nonzero().flatten()[:8]
     if len(wrong):
         titles = [f"{data.classes[y_true[i]]}→{data.classes[predictions[i]]}" for i in wrong.tolist()]
-        plot_image_grid(data.x_test[wrong.to(data.x_test.device)], titles, out_dir / "misclassified.png",
-                        show=show, mean=MNIST_MEAN, std=MNIST_STD,
-                        title=f"Misclassified (true→pred), first {len(wrong)}",
-                        title_colors=["red"] * len(wrong))
+        viz.plot_image_grid(data.x_test[wrong.to(data.x_test.device)], titles, out_dir / "misclassified.png",
+                            show=show, mean=vision.MNIST_MEAN, std=vision.MNIST_STD,
+                            title=f"Misclassified (true→pred), first {len(wrong)}",
+                            title_colors=["red"] * len(wrong))
 
 
 # %% [6. 추론]
@@ -607,7 +658,7 @@ def predict(config: Config, device: torch.device) -> dict:
     model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
     classes, data_name = checkpoint["extra"]["classes"], checkpoint["extra"]["data"]
     # Fashion-MNIST 는 물건을 상자 가운데에 둡니다(질량 중심 맞춤은 MNIST 숫자만의 방식).
-    image = read_image_as_mnist(config.predict, center_of_mass=not data_name.startswith("Fashion"))
+    image = vision.read_image_as_mnist(config.predict, center_of_mass=not data_name.startswith("Fashion"))
     with torch.no_grad():  # load_trained_model 이 eval() 을 켜 둠: BatchNorm 은 running 통계 (한 장짜리 배치)
         probabilities = F.softmax(model(image.to(device)), dim=1)[0].cpu()  # (K,)
     top = probabilities.topk(3)
@@ -626,8 +677,8 @@ def predict(config: Config, device: torch.device) -> dict:
         print(f"경고: {warning}")
     (out_dir / "prediction.json").write_text(json.dumps(result, ensure_ascii=False, indent=2),
                                              encoding="utf-8")
-    plot_prediction(image, probabilities, classes, out_dir / "predict.png", config.show,
-                    title=f", model trained on {data_name}", mean=MNIST_MEAN, std=MNIST_STD)
+    viz.plot_prediction(image, probabilities, classes, out_dir / "predict.png", config.show,
+                        title=f", model trained on {data_name}", mean=vision.MNIST_MEAN, std=vision.MNIST_STD)
     return result
 
 
@@ -704,9 +755,9 @@ def activation_study(data: Splits, budget: Budget, seed: int, out_dir: Path, sho
     table = results_table(results, "activation")
     table.insert(0, "first_layer_grad_norm", pd.Series(grad_norms))
     table.to_csv(out_dir / "activation_study.csv")
-    plot_curves({name: r["epoch_losses"] for name, r in results.items()},
-                out_dir / "activation_study.png", show=show, ylabel="train loss",
-                title=f"Activations: depth-{depth} MLP, plain SGD (same seed)")
+    viz.plot_curves({name: r["epoch_losses"] for name, r in results.items()},
+                    out_dir / "activation_study.png", show=show, ylabel="train loss",
+                    title=f"Activations: depth-{depth} MLP, plain SGD (same seed)")
     return table
 
 
@@ -725,9 +776,9 @@ def regularization_study(data: Splits, budget: Budget, seed: int, dropout: float
     table = results_table(results, "variant")
     table["gap"] = table["train_acc"] - table["val_acc"]  # 클수록 과적합(overfitting)
     table.to_csv(out_dir / "regularization_study.csv")
-    plot_curves({name: r["epoch_losses"] for name, r in results.items()},
-                out_dir / "regularization_study.png", show=show, ylabel="train loss",
-                title="BatchNorm / Dropout (Adam, same seed)")
+    viz.plot_curves({name: r["epoch_losses"] for name, r in results.items()},
+                    out_dir / "regularization_study.png", show=show, ylabel="train loss",
+                    title="BatchNorm / Dropout (Adam, same seed)")
     return table
 
 
@@ -746,15 +797,16 @@ def init_study(data: Splits, budget: Budget, seed: int, out_dir: Path, show: boo
     stats_table.index.name = "init"
     stats_table.to_csv(out_dir / "init_activation_std.csv")
     # 로그 축이라 0(zeros 초기화)은 그릴 수 없어 아주 작은 값으로 대신합니다
-    plot_curves({name: [max(s, 1e-12) for s in values] for name, values in stats.items()},
-                out_dir / "init_activation_std.png", show=show, xlabel="hidden layer",
-                ylabel="activation std", logy=True, title=f"Activation std per layer (ReLU, depth {depth})")
+    viz.plot_curves({name: [max(s, 1e-12) for s in values] for name, values in stats.items()},
+                    out_dir / "init_activation_std.png", show=show, xlabel="hidden layer",
+                    ylabel="activation std", logy=True,
+                    title=f"Activation std per layer (ReLU, depth {depth})")
     # 발산한 실험은 손실이 10^30 을 넘어 다른 곡선을 가리므로 그림에서 빼고 제목에 적습니다
     diverged = [name for name, r in results.items() if r["diverged"]]
-    plot_curves({name: r["epoch_losses"] for name, r in results.items() if not r["diverged"]},
-                out_dir / "init_study.png", show=show, ylabel="train loss", logy=True,
-                title="Initialisation: first epochs (SGD + momentum)"
-                + (f"\ndiverged: {', '.join(diverged)}" if diverged else ""))
+    viz.plot_curves({name: r["epoch_losses"] for name, r in results.items() if not r["diverged"]},
+                    out_dir / "init_study.png", show=show, ylabel="train loss", logy=True,
+                    title="Initialisation: first epochs (SGD + momentum)"
+                    + (f"\ndiverged: {', '.join(diverged)}" if diverged else ""))
     return stats_table, results_table(results, "init")
 
 
@@ -771,9 +823,9 @@ def optimizer_study(data: Splits, budget: Budget, seed: int, out_dir: Path, show
         torch.manual_seed(seed)
         model = build_model(128, 2).to(data.x_train.device)
         results[name] = short_run(model, make_optimizer(model.parameters()), data, budget, name, seed)
-    plot_curves({name: r["step_losses"] for name, r in results.items()}, out_dir / "optimizers.png",
-                show=show, xlabel="step (mini-batch)", ylabel="train loss", logy=True,
-                title="SGD vs momentum vs Adam (same seed, same batches)")
+    viz.plot_curves({name: r["step_losses"] for name, r in results.items()}, out_dir / "optimizers.png",
+                    show=show, xlabel="step (mini-batch)", ylabel="train loss", logy=True,
+                    title="SGD vs momentum vs Adam (same seed, same batches)")
     table = results_table(results, "optimizer")
     table.to_csv(out_dir / "optimizer_study.csv")
     return table
@@ -793,27 +845,19 @@ def grid_search(data: Splits, budget: Budget, seed: int, lrs: list[float], hidde
                                f"grid h={hidden_size} lr={lr:g}", seed)
             table.loc[hidden_size, f"{lr:g}"] = result["val_acc"]
     table.to_csv(out_dir / "grid_search.csv")
-    plot_heatmap(table, out_dir / "grid_search.png", show=show, xlabel="learning rate (Adam)",
-                 ylabel="hidden units", title="Validation accuracy (short budget)")
+    viz.plot_heatmap(table, out_dir / "grid_search.png", show=show, xlabel="learning rate (Adam)",
+                     ylabel="hidden units", title="Validation accuracy (short budget)")
     return table
 
 
-def run_summary(history_rows: list[dict], best_epoch: int, test: dict, patience: int) -> dict:
-    """실행 기록(metrics.json)에 남길 최종 학습의 숫자: 시험 점수, best.pt 의 epoch, 조기 종료 여부."""
-    best_row = next(row for row in history_rows if row["epoch"] == best_epoch)
-    return {"test_accuracy": round(test["accuracy"], 4), "test_loss": round(test["loss"], 4),
-            "best_epoch": best_epoch, "best_val_loss": round(best_row["val_loss"], 4),
-            "best_val_accuracy": round(best_row["val_accuracy"], 4),
-            "epochs_trained": int(history_rows[-1]["epoch"]),
-            "stopped_early": int(epochs_since_best(history_rows, "val_loss", "min") >= patience)}
-
-
 def run_studies(config: Config, data: Splits, out_dir: Path) -> dict:
-    """실험 A~E 를 짧은 예산(부분집합, 몇 epoch)으로 돌리고 요약 지표를 돌려줍니다.
+    """실험 A~E 를 짧은 예산(부분집합, 몇 epoch)으로 돌리고 요약 지표를 돌려줍니다 (--no-studies 면 {}).
 
     학습 블록 뒤에 돕니다: 중단·이어하기가 실험을 두 번 하거나 건너뛰지 않고, 실험마다 시드를
     스스로 고정하므로(torch.manual_seed, short_run 의 생성기) 순서와 무관하게 같은 숫자가 나옵니다.
     """
+    if not config.studies:
+        return {}
     study_data = study_subset(data, config.study_samples)
     budget = Budget(epochs=1 if config.smoke else config.study_epochs,
                     max_batches=1 if config.smoke else None, batch_size=config.batch_size)
@@ -892,36 +936,26 @@ def main(config: Config) -> dict:
 
     print("\n== 2. 모델: 활성화 함수와 도함수, 최종 MLP ==")
     activation_lesson(out_dir, config.show)
-    torch.manual_seed(config.seed)  # 초기 가중치: 시드만으로 정해짐
-    model_args = {"hidden_size": config.hidden_size, "depth": 2, "batch_norm": True,
-                  "dropout": config.dropout, "num_classes": len(data.classes)}
-    model = init_weights(build_model(**model_args), "kaiming").to(device)
-    print(f"장치(device): {device} | BatchNorm + Dropout + Kaiming 초기화 MLP, "
-          f"파라미터 {sum(p.numel() for p in model.parameters()):,}개")
+    model, model_args = final_model(config, len(data.classes), device)  # BatchNorm + Dropout + Kaiming
 
     print("\n== 3. 학습: Adam + 학습률 스케줄, 검증 손실로 best.pt 와 조기 종료 ==")
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None  # --smoke: 학습·평가 모두 배치 하나
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     total_steps = epochs * steps_per_epoch(len(data.y_train), config.batch_size, max_batches)
-    scheduler = make_scheduler(config.schedule, optimizer, config.lr, total_steps)
-    schedule_lesson(config, total_steps, out_dir)
+    scheduler = final_scheduler(config, optimizer, total_steps, out_dir)  # 학습률 곡선 그림과 함께
     shuffle_generator = torch.Generator().manual_seed(config.seed)  # 학습 데이터를 섞는 순서 (저장 대상)
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    extra = {"data": data.name, "classes": data.classes}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
-                                                     generators=[shuffle_generator], history=history,
-                                                     extra=extra)
-    # 스케줄러의 전체 걸음 수(total_steps)가 --epochs 로 정해지므로, --epochs 를 바꿔 이어 하면 계획과
-    # 맞지 않습니다 (OneCycleLR 은 "Tried to step ... times" 로 멈춤). 그래서 --epochs 도 바뀌면 거절합니다.
+    extra = {"data": data.name, "classes": data.classes}  # --predict 가 모델 말고 더 필요한 것
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
+                                                     generators=[shuffle_generator], history=history)
+    # --epochs 를 바꿔 이어 하면 거절합니다: 스케줄의 전체 걸음 수가 --epochs 로 정해짐 (Config.resume_free)
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[shuffle_generator],
-                                        history=history, best=math.inf, free=FREE_FIELDS - {"epochs"})
+                                        history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            if epochs_since_best(history.rows, "val_loss", "min") >= config.patience:  # 조기 종료
-                print(f"조기 종료(early stopping): {config.patience} epoch 동안 검증 손실이 최저 "
-                      f"{best:.4f} 보다 내려가지 않아 epoch {epoch - 1} 에서 멈춥니다.")
+            if early_stop(history, config.patience, best, epoch):  # 검증 손실이 더 내려가지 않음
                 break
             lr = optimizer.param_groups[0]["lr"]  # 이 epoch 을 시작할 때의 학습률 (기록용)
             train_loss = train_one_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size,
@@ -938,17 +972,13 @@ def main(config: Config) -> dict:
         raise SystemExit(130) from None
 
     print("\n== 4. 평가: 검증 손실이 가장 낮았던 best.pt 로 시험 세트 (처음이자 마지막으로) ==")
-    model, best_checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
-                                                purpose="test")
-    print(f"best.pt = epoch {best_checkpoint['epoch']}")
-    test, predictions = report_test(model, data, max_batches, out_dir)
+    test, predictions, best_epoch = evaluate_best(config, data, device, max_batches)
+    metrics = run_summary(history, best_epoch, test, config.patience)
 
     print("== 5. 시각화 ==")
     visualize_results(history.rows, data, predictions, test["accuracy"], out_dir, config.show)
-    metrics = run_summary(history.rows, best_checkpoint["epoch"], test, config.patience)
 
-    if config.studies:  # 부록: 학습이 끝난 뒤 (이어하기와 무관하게 늘 같은 숫자)
-        metrics.update(run_studies(config, data, out_dir))
+    metrics.update(run_studies(config, data, out_dir))  # 부록: 비교 실험 A~E (--no-studies 면 건너뜀)
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
                      seconds=time.perf_counter() - started, metrics=metrics, headline="test_accuracy",
                      parameters=sum(p.numel() for p in model.parameters()))

@@ -9,12 +9,15 @@
     - 데이터 증강(data augmentation)을 텐서 배치 단위로 장치 위에서 한다.
     - 전이 학습(transfer learning): ImageNet 으로 학습된 ResNet-18 의 몸통을 얼리고 머리만 새로 학습한다.
     - 첫 층 필터와 실제 사진의 특징 맵(feature map)을 그려 본다.
+    - 같은 스크립트를 torchrun 으로 여러 프로세스·여러 기계에서 DistributedDataParallel(DDP)로
+      학습한다 (3-1절).
 
 핵심 개념
     출력 크기 = ⌊(입력 + 2·패딩 − 커널) / 스트라이드⌋ + 1, 파라미터 공유(weight sharing),
     국소 연결(local connectivity), 배치 정규화(BatchNorm), 잔차 연결, 1x1 합성곱 지름길(shortcut),
     채널별 평균·표준편차 정규화, 무작위 자르기(random crop)와 좌우 뒤집기(horizontal flip),
-    얼리기(freezing, requires_grad=False)와 미세 조정(fine-tuning), 혼동 행렬(confusion matrix).
+    얼리기(freezing, requires_grad=False)와 미세 조정(fine-tuning), 혼동 행렬(confusion matrix),
+    분산 학습: RANK·LOCAL_RANK·WORLD_SIZE, DistributedSampler 와 set_epoch, 기울기 all-reduce, SyncBatchNorm.
 
 실행 방법
     python 03_cnn_image_classification.py                      # 기본: CIFAR-10, 없으면 오프라인 도형 데이터
@@ -31,6 +34,30 @@
     GPU 에서 실제 CIFAR-10 (권장):
     python 03_cnn_image_classification.py --data real --device cuda --amp --model resnet \\
         --width 64 --blocks-per-stage 2 --epochs 30 --batch-size 256 --lr 0.1
+    여러 프로세스 (DDP, 3-1절): --batch-size 와 --lr 은 전체 값, 프로세스마다 batch-size/N 장.
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 03_cnn_image_classification.py --data offline
+    torchrun --standalone --nproc_per_node=4 03_cnn_image_classification.py --data real --device cuda --amp
+        (GPU 4장: 백엔드 nccl, 프로세스마다 cuda:LOCAL_RANK, BatchNorm → SyncBatchNorm;
+         GPU 보다 많은 --nproc_per_node 는 한 줄 오류)
+    … --resume 을 붙이면 last.pt 에서 이어 갑니다: 프로세스 수가 달라도, torchrun 없이 한 프로세스로도 됩니다.
+    두 기계 (기계마다 같은 명령, --node_rank 만 0 과 1; host:port = 첫 기계의 주소와 비어 있는 포트):
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --rdzv_endpoint host:29500 \\
+        03_cnn_image_classification.py --data real --device cuda
+    torchrun --nnodes 2 --node_rank 1 --nproc_per_node 4 --rdzv_endpoint host:29500 \\
+        03_cnn_image_classification.py --data real --device cuda
+    클러스터(SLURM): 기계마다 torchrun 하나를 srun 으로 띄우고, 약속 장소(rendezvous)는 첫 노드:
+    srun --nodes 2 --ntasks-per-node 1 torchrun --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d \\
+        --rdzv_id $SLURM_JOB_ID --rdzv_endpoint "$(scontrol show hostnames | head -n 1):29500" \\
+        03_cnn_image_classification.py --data real --device cuda
+    여러 기계에서 달라지는 것: 데이터는 모든 기계에 미리 두고(프로세스들이 동시에 내려받지 않게), 출력
+    (체크포인트·그림·metrics.json)은 rank 0 의 기계에만 생깁니다 (--resume 때도 rank 0 이 읽어 나눠 줌).
+    닿지 않는 주소: torchrun 은 스크립트를 띄우기 전에 자기 약속(rendezvous)에서 아무 말 없이 기다립니다
+    (기본 600초, 이 스크립트가 어쩔 수 없는 부분). torchrun 에 --rdzv_conf timeout=60 (기본 static) 또는
+    join_timeout=60 (c10d) 을 주면 그 뒤 torchrun 의 traceback 과 함께 끝납니다. 스크립트가 여는 프로세스
+    그룹은 --dist-timeout 초(기본 60) 안에 못 만나면 "오류: …" 한 줄, 종료 코드 2 로 끝납니다.
+    두 기계·SLURM·GPU(nccl) 명령은 이 저장소의 기계(GPU 없는 한 대)에서 시험하지 못했습니다. 한 기계의
+    torchrun 2 프로세스(CPU, gloo)는 tests/test_ddp.py 가 시험합니다. 2코어 CPU 에서는 프로세스 2개(각
+    1스레드)가 1개(2스레드)보다 빠르지 않을 수 있습니다: DDP 의 이득은 GPU 여러 장·기계 여러 대에서 나옵니다.
 
 기대 결과 (아래 블록은 benchmarks/run_all.py 가 씀; 그 밖의 숫자는 조건을 밝힌 따로 잰 값)
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
@@ -61,14 +88,18 @@ from typing import ClassVar, Literal
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
 
-from utils.data.color_images import load_color_images, read_predict_image
+from utils import distributed  # 여러 프로세스(DDP)의 준비: distributed.start, .is_main, .barrier, …
+from utils import visualization as viz  # 그림 저장은 이 장의 주제가 아니라 모듈 하나로 (viz.save_figure)
+from utils.data import color_images  # 데이터 읽기: color_images.load_color_images, .read_predict_image
 from utils.data.common import try_download
 from utils.runtime import RunConfig, pick_device, run, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
     load_trained_model,
@@ -77,7 +108,6 @@ from utils.training import (
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_confusion_matrix, plot_curves, plot_history, plot_image_grid, save_figure
 
 # 모양 글자: B=배치, C=채널, H=높이, W=너비, K=클래스 수, N=이미지 수
 
@@ -85,6 +115,12 @@ from utils.visualization import plot_confusion_matrix, plot_curves, plot_history
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "03_cnn_image_classification"  # 출력 폴더 이름, 체크포인트 주인
+    # --resume 때 달라도 되는 플래그: 원-사이클 스케줄이 총 epoch 수에 묶여 --epochs 는 빼고,
+    # 부록 실험의 설정은 본 학습(run 블록)의 숫자를 바꾸지 않으므로 더함
+    # (예: 멈춘 뒤 --resume --depth-steps 0 으로 깊이 실험 건너뛰기)
+    resume_free: ClassVar[frozenset[str]] = (RunConfig.resume_free - {"epochs"}) | {
+        "mlp_epochs", "mlp_hidden_size", "depth_layers", "depth_steps", "pretrained",
+        "transfer_epochs", "fine_tune_epochs", "transfer_size", "dist_timeout"}
     model: Literal["vgg", "resnet"] = "vgg"  # vgg: 강의의 3블록 CNN, resnet: 잔차 블록 변형
     epochs: int = 8  # 도형 데이터는 8 epoch 이면 99% 를 넘김 (CPU 시간 예산 안)
     batch_size: int = 128  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
@@ -107,6 +143,7 @@ class Config(RunConfig):
     fine_tune_epochs: int = 1  # 전이 학습: 그 뒤 전체를 작은 학습률로 미세 조정하는 epoch (0 이면 생략)
     transfer_size: int = 64  # 전이 학습 입력 크기: 32x32 를 키움 (ResNet-18 은 1/32 로 줄이므로)
     predict: str = ""  # 이미지 파일 경로: 학습한 best.pt 로 분류만 하고 prediction.json 에 씀
+    dist_timeout: float = 60.0  # 초: torchrun 의 다른 프로세스를 기다리는 최대 시간 (못 만나면 한 줄 오류)
 
     def __post_init__(self):
         for name in ("width", "blocks_per_stage", "hidden_size", "mlp_hidden_size"):
@@ -124,14 +161,12 @@ class Config(RunConfig):
         if self.depth_layers < 10 or self.depth_layers % 2:
             raise ValueError("--depth-layers 는 10 이상의 짝수여야 합니다 (줄기 1층 + 2층짜리 블록들 + "
                              f"출력 1층) (받은 값: {self.depth_layers}).")
+        if not self.dist_timeout > 0:
+            raise ValueError(f"--dist-timeout 은 0 보다 커야 합니다 (받은 값: {self.dist_timeout}).")
         if self.transfer_size < 32:
             raise ValueError(f"--transfer-size 는 32 이상이어야 합니다 (받은 값: {self.transfer_size}).")
 
 
-# 부록 실험에만 쓰이는 설정: 본 학습(run 블록)의 숫자를 바꾸지 않으므로 --resume 때 달라도 됩니다
-# (예: 멈춘 뒤 --resume --depth-steps 0 으로 깊이 실험을 건너뛰기).
-STUDY_FIELDS = {"mlp_epochs", "mlp_hidden_size", "depth_layers", "depth_steps", "pretrained",
-                "transfer_epochs", "fine_tune_epochs", "transfer_size"}
 LOW_CONFIDENCE = 0.5  # --predict: 최고 확률이 이보다 낮으면 '학습 데이터와 다른 이미지일 수 있음'을 알림
 EVAL_BATCH_SIZE = 512  # 평가는 기울기를 저장하지 않아 메모리가 적게 듦 → 학습보다 큰 배치로 반복 횟수를 줄임
 
@@ -156,14 +191,19 @@ def split_validation(data, fraction: float, seed: int):
             (data.x_train[val], data.y_train[val]))
 
 
-def prepare_data(config: Config):
-    """데이터 정책대로 불러오고 검증 세트를 뗍니다. 반환: (학습·시험 데이터, (x_val, y_val))."""
-    data = load_color_images(config.data, config.data_dir, config.smoke, config.seed)
+def prepare_data(config: Config, device: torch.device):
+    """데이터 정책대로 불러오고 검증 세트를 뗀 뒤, 학습 세트로만 채널별 평균·표준편차를 잽니다.
+
+    반환: (학습·시험 데이터, (x_val, y_val), inputs). inputs = {"mean", "std", "device"}: uint8 배치를
+    모델 입력으로 바꿀 때 늘 같이 넘기는 것 (to_model_input). 시험 세트로 재면 시험 정보가 새어 듦.
+    """
+    data = color_images.load_color_images(config.data, config.data_dir, config.smoke, config.seed)
     data, (x_val, y_val) = split_validation(data, config.val_fraction, config.seed)
     print(f"\n[데이터] {data.name}: 학습 {len(data.y_train):,}장, 검증 {len(y_val):,}장, "
           f"시험 {len(data.y_test):,}장, 클래스 {len(data.classes)}개 ({', '.join(data.classes[:10])}"
           f"{', …' if len(data.classes) > 10 else ''})")
-    return data, (x_val, y_val)
+    mean, std = channel_stats(data.x_train)
+    return data, (x_val, y_val), {"mean": mean, "std": std, "device": device}
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -444,13 +484,20 @@ def build_model(name: str, num_classes: int, width: int = 16, hidden_size: int =
 # %%
 def train_one_epoch(model, data, optimizer, scheduler, scaler, *, generator: torch.Generator, mean, std,
                     device, batch_size: int, augment: bool, amp: bool, epoch: int,
-                    max_batches: int | None = None) -> float:
+                    max_batches: int | None = None, sampler: DistributedSampler | None = None) -> float:
     """학습 세트를 한 번 돕니다. 반환: 평균 손실 (배치 평균 × 배치 크기로 합산한 뒤 N 으로 나눔).
 
     섞는 순서와 증강은 `generator` 로, 드롭아웃은 전역 RNG 로 정해집니다 (둘 다 체크포인트에 저장).
+    DDP(3-1절): model 은 DDP 로 감싼 모델, 순서는 `sampler` 가 준 이 프로세스의 몫, batch_size 는
+    프로세스마다의 B/N. 증강·드롭아웃 난수는 epoch 마다 (seed, epoch, rank) 로 새로 정합니다
+    (rank 마다 다르게, 그리고 프로세스 수가 달라져도 이어하기가 같게: utils/distributed.seed_epoch).
     """
     model.train()  # Dropout 켜기, BatchNorm 은 배치 통계로 정규화하고 이동 평균을 갱신
-    order = torch.randperm(len(data.y_train), generator=generator)
+    if sampler is None:
+        order = torch.randperm(len(data.y_train), generator=generator)
+    else:
+        distributed.seed_epoch(sampler.seed, epoch, [generator])
+        order = torch.tensor(list(sampler))  # 이 프로세스의 몫: (seed + epoch) 로 섞은 전체의 rank 번째 줄
     batches = order.split(batch_size)[:max_batches]
     total_loss = torch.zeros((), device=device)
     for step, index in enumerate(progress(batches, desc=f"epoch {epoch}"), start=1):
@@ -473,7 +520,16 @@ def train_one_epoch(model, data, optimizer, scheduler, scaler, *, generator: tor
         scheduler.step()  # OneCycle 은 배치마다 학습률을 바꿈
         check_finite(loss, epoch, step)
         total_loss += loss.detach() * len(y)  # .item() 은 GPU 를 기다리므로 epoch 끝에서 한 번
-    return total_loss.item() / sum(len(index) for index in batches)
+    count = sum(len(index) for index in batches)
+    if sampler is None:
+        return total_loss.item() / count
+    # DDP: BatchNorm 의 이동 평균은 프로세스마다 자기 배치로 갱신되어 조금씩 다릅니다 (CPU 에는
+    # SyncBatchNorm 이 없음). 검증·체크포인트가 모두 같은 모델을 보도록 rank 0 의 값을 모두에게 보냄.
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+    totals = torch.stack([total_loss.double(), torch.tensor(count, dtype=torch.float64, device=device)])
+    dist.all_reduce(totals)  # 기록할 평균 손실: 모든 프로세스의 (손실 합, 이미지 수)를 더해서
+    return (totals[0] / totals[1]).item()
 
 
 def make_optimizer(model: nn.Module, config: Config, epochs: int, steps_per_epoch: int):
@@ -493,6 +549,69 @@ def images_per_second(history: History, images_per_epoch: int) -> float:
     """학습 속도: 기록된 epoch 들의 학습 이미지 수 / 학습 시간 (이어하기 뒤에도 기록으로 계산)."""
     seconds = sum(row["train_seconds"] for row in history.rows)
     return round(len(history.rows) * images_per_epoch / max(seconds, 1e-9), 1)
+
+
+# %% [markdown]
+# ## 3-1. 여러 프로세스로 학습: torchrun + DistributedDataParallel (DDP)
+# `torchrun --nproc_per_node=N 03_cnn_image_classification.py …` 는 이 스크립트를 N 번 띄우고 프로세스마다
+# 환경 변수 RANK(전체에서 몇 번째, 0…N-1), LOCAL_RANK(이 기계에서 몇 번째 = GPU 번호), WORLD_SIZE(N)를 줍니다.
+# 모든 프로세스가 이 파일을 위에서부터 똑같이 실행하고, 달라지는 곳은 넷뿐입니다:
+#   1) 데이터: DistributedSampler 가 학습 세트를 N 몫으로 나눠, 프로세스마다 서로 다른 B/N 장을 봅니다.
+#   2) 기울기: DDP 로 감싼 모델은 backward() 도중 모든 프로세스의 기울기를 all-reduce 로 평균합니다.
+#      손실이 배치 평균이므로 'N 개 × B/N 장의 기울기 평균' = '한 프로세스 × B 장의 기울기'
+#      (BatchNorm 이 없는 모델에서 정확히; tests/test_ddp.py 가 확인). 그래서 모든 프로세스가 같은
+#      기울기로 같은 optimizer.step() 을 하고, 가중치가 끝까지 같습니다.
+#   3) 평가: 프로세스마다 시험 세트의 자기 몫을 평가하고 (손실 합, 정답 수, 개수)를 all_reduce 로 더함.
+#   4) 출력·그림·체크포인트·metrics.json 은 rank 0 만. 다른 프로세스는 저장이 끝날 때까지 barrier 에서
+#      기다림. 시험 평가가 끝나면 프로세스 그룹을 닫고(distributed.end) 그림·부록 실험·기록은 rank 0 혼자.
+# --batch-size 와 --lr 은 전체(global) 값입니다: 프로세스마다 batch-size/N 장, 학습률은 그대로.
+# 그래서 한 epoch 의 걸음 수와 OneCycle 일정이 N 과 상관없이 같고, 체크포인트를 다른 N 으로 이어 갈 수
+# 있습니다 (rank 0 이 쓴 체크포인트의 state_dict 는 DDP 로 감싸기 전 모델의 것이라 이름도 같음).
+
+# %%
+def setup_ddp(config: Config) -> tuple[torch.device, int]:
+    """torchrun 아래면 프로세스 그룹에 들어갑니다. 반환: (이 프로세스의 장치, 프로세스 수 N).
+
+    torchrun 없이 실행하면 (--device 의 장치, 1): 지금까지와 똑같은 한 프로세스 학습입니다.
+    백엔드는 장치로 정해집니다: CUDA 면 nccl(장치 cuda:LOCAL_RANK), CPU 면 gloo (utils/distributed.py).
+    """
+    device = distributed.start(config.device, config.dist_timeout, batch_size=config.batch_size)
+    world = distributed.world_size()
+    if distributed.is_distributed():
+        print(f"[DDP] 프로세스 {world}개 ({dist.get_backend()}, {device}): 프로세스마다 배치 "
+              f"{config.batch_size // world}장 × {world} = 전체 배치 {config.batch_size}, 학습률 {config.lr}")
+    return device, world
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """모델을 DDP 로 감쌉니다 (프로세스 그룹이 없으면 그대로). 장치로 옮긴 '뒤에' 감쌉니다.
+
+    DDP 는 감쌀 때 rank 0 의 가중치를 모두에게 보내고(broadcast), backward() 때 기울기를 평균합니다.
+    BatchNorm 은 배치 통계로 정규화하므로 B/N 장의 통계는 B 장과 다릅니다. CUDA 에서는 SyncBatchNorm 으로
+    바꿔 모든 프로세스의 배치를 합친 평균·분산을 씁니다 (프로세스끼리 통계를 주고받는 비용이 듦).
+    SyncBatchNorm 은 CPU 를 지원하지 않으므로 CPU(gloo) 에서는 프로세스마다의 BatchNorm 을 그대로 씁니다.
+    바꿔도 state_dict 의 이름은 같아서 체크포인트는 프로세스 수와 상관없이 그대로 읽힙니다.
+    """
+    if not distributed.is_distributed():
+        return model
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # 같은 파라미터를 쓰는 SyncBatchNorm 으로 교체
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def make_sampler(size: int, seed: int) -> DistributedSampler | None:
+    """DDP: 0…size-1 중 이 프로세스의 몫. 프로세스 그룹이 없으면 None (train_one_epoch 가 randperm 을 씀).
+
+    DistributedSampler 는 (seed + epoch) 로 전체 순서를 섞고 rank, rank+N, rank+2N, … 번째를 가집니다.
+    모든 프로세스가 같은 순서를 만들어야 몫이 겹치지 않으므로, epoch 마다 sampler.set_epoch(epoch) 를
+    불러야 합니다: 부르지 않으면 매 epoch 똑같은 순서를 되풀이합니다. 순서가 seed 와 epoch 만으로 정해지므로
+    다른 프로세스 수로 이어 가도 됩니다. size 가 N 으로 나누어떨어지지 않으면 앞쪽 몇 개를 되풀이해
+    채웁니다: 학습에는 상관없지만 평가에 쓰면 그 예제가 두 번 세어지므로 평가는 [rank::N] 으로 나눕니다.
+    """
+    if not distributed.is_distributed():
+        return None
+    return DistributedSampler(range(size), num_replicas=dist.get_world_size(), rank=dist.get_rank(),
+                              shuffle=True, seed=seed)
 
 
 # %% [markdown]
@@ -518,11 +637,26 @@ def predict_logits(model, images: torch.Tensor, *, mean, std, device, amp: bool 
 @torch.no_grad()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, *, mean, std, device, amp: bool = False,
              max_batches: int | None = None) -> dict:
-    """{"loss": 평균 교차 엔트로피, "accuracy": 정답 비율}. max_batches 면 앞쪽 그만큼의 배치만."""
+    """{"loss": 평균 교차 엔트로피, "accuracy": 정답 비율, "examples": 평가한 이미지 수}.
+
+    max_batches 면 앞쪽 그만큼의 배치만. DDP: 프로세스마다 rank, rank+N, … 번째 이미지(겹치지도 빠지지도
+    않음)를 평가하고 (손실 합, 정답 수, 개수)를 all_reduce 로 더해, 전체 세트를 정확히 한 번 센 값을 냅니다.
+    """
     count = len(labels) if max_batches is None else min(len(labels), max_batches * EVAL_BATCH_SIZE)
-    logits = predict_logits(model, images[:count], mean=mean, std=std, device=device, amp=amp)  # (N, K)
-    return {"loss": F.cross_entropy(logits, labels[:count]).item(),
-            "accuracy": (logits.argmax(1) == labels[:count]).float().mean().item()}
+    images, labels = images[:count], labels[:count]
+    if not distributed.is_distributed():
+        logits = predict_logits(model, images, mean=mean, std=std, device=device, amp=amp)  # (N, K)
+        return {"loss": F.cross_entropy(logits, labels).item(),
+                "accuracy": (logits.argmax(1) == labels).float().mean().item(), "examples": count}
+    rank, world = dist.get_rank(), dist.get_world_size()
+    images, labels = images[rank::world], labels[rank::world]  # 이 프로세스의 몫 (채워 넣기 없음)
+    logits = predict_logits(model, images, mean=mean, std=std, device=device, amp=amp)  # (N/world, K)
+    totals = torch.tensor([F.cross_entropy(logits, labels, reduction="sum").item(),
+                           (logits.argmax(1) == labels).sum().item(), len(labels)],
+                          dtype=torch.float64, device=device)
+    dist.all_reduce(totals)  # 기본 연산 SUM: 모든 프로세스의 합
+    loss_sum, correct, examples = totals.tolist()
+    return {"loss": loss_sum / examples, "accuracy": correct / examples, "examples": int(examples)}
 
 
 def confusion_matrix(predictions: torch.Tensor, truth: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -548,13 +682,13 @@ def per_class_report(model, data, *, mean, std, device, amp: bool = False):
 def plot_results(model, history: History, data, predictions: torch.Tensor, matrix: torch.Tensor, *,
                  mean, std, device, out_dir: Path, show: bool) -> None:
     """학습 곡선, 혼동 행렬, 시험 이미지 예측(틀리면 빨강), 첫 층 필터, 특징 맵을 PNG 로."""
-    plot_history(history.rows, out_dir / "history.png", show=show,
+    viz.plot_history(history.rows, out_dir / "history.png", show=show,
                  title=f"{type(model).__name__} on {data.name}")
-    plot_confusion_matrix(matrix.numpy(), data.classes, out_dir / "confusion_matrix.png", show=show)
+    viz.plot_confusion_matrix(matrix.numpy(), data.classes, out_dir / "confusion_matrix.png", show=show)
     shown = min(16, len(predictions))  # 두 줄이면 맞음·틀림을 보기에 충분
     pairs = list(zip(predictions[:shown].tolist(), data.y_test[:shown].tolist()))
     titles = [data.classes[p] if p == t else f"{data.classes[p]}\n(true {data.classes[t]})" for p, t in pairs]
-    plot_image_grid(data.x_test[:shown].float() / 255, titles,
+    viz.plot_image_grid(data.x_test[:shown].float() / 255, titles,
                     out_dir / "predictions.png", show=show, title="Test predictions (red = wrong)",
                     title_colors=["green" if p == t else "red" for p, t in pairs])
     plot_first_filters(model, out_dir / "filters.png", show)
@@ -577,7 +711,7 @@ def plot_first_filters(model: nn.Module, path: Path, show: bool) -> Path:
     ax.set_title(f"First-layer filters: {len(weights)} x (3x{weights.shape[-1]}x{weights.shape[-1]}), "
                  "RGB, min-max scaled per filter", fontsize=9)
     ax.axis("off")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 @torch.no_grad()
@@ -603,7 +737,7 @@ def plot_feature_maps(model: nn.Module, mean, std, device, path: Path, show: boo
     for ax in axes:
         ax.axis("off")
     fig.suptitle("Feature maps after the first Conv-BN-ReLU")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 # %% [markdown]
@@ -618,7 +752,7 @@ def predict(config: Config, device: torch.device) -> dict:
     """
     out_dir = Path(config.out_dir)
     model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
-    image = read_predict_image(config.predict)  # (1, 3, 32, 32) uint8; 없음·폴더·이미지 아님 → 한 줄 오류
+    image = color_images.read_predict_image(config.predict)  # (1, 3, 32, 32) uint8; 읽을 수 없으면 한 줄 오류
     extra = checkpoint["extra"]
     classes, mean, std = extra["classes"], torch.tensor(extra["mean"]), torch.tensor(extra["std"])
     probabilities = predict_logits(model, image, mean=mean, std=std, device=device).softmax(1)[0]  # (K,)
@@ -662,7 +796,7 @@ def plot_prediction(image: torch.Tensor, ranking: list[dict], path: Path, show: 
     right.set_xlim(0, 100)
     right.set_xlabel("probability (%)")
     right.set_title("Top classes")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 # %% [markdown]
@@ -789,7 +923,7 @@ def depth_study(data, *, mean, std, device, config: Config, out_dir: Path) -> di
         curves[name] = pd.Series(losses).rolling(window, min_periods=1).mean().tolist()
         table[name] = {"layers": layers, "final_train_loss": final_loss, "test_accuracy": test["accuracy"]}
         print(f"  {name:12s} 최종 학습 손실 {final_loss:.3f}, 시험 정확도 {test['accuracy']:.3f}")
-    plot_curves(curves, out_dir / "depth_comparison.png", show=config.show, xlabel="training batch",
+    viz.plot_curves(curves, out_dir / "depth_comparison.png", show=config.show, xlabel="training batch",
                 ylabel="train loss (smoothed)", title="Plain vs residual: deeper plain nets train worse")
     return {"depth_experiment": table}
 
@@ -868,88 +1002,124 @@ def transfer_learning(data, *, device, config: Config) -> dict:
 
 # %%
 def main(config: Config) -> dict:
-    started = time.perf_counter()
-    device = pick_device(config.device)
-    out_dir = Path(config.out_dir)  # run() 이 쓸 수 있는지 이미 확인한 폴더
+    started, out_dir = time.perf_counter(), Path(config.out_dir)  # run() 이 쓸 수 있는지 이미 확인한 폴더
     if config.predict:
-        return predict(config, device)
-    convolution_lesson()
-    parameter_counts = mlp_vs_cnn_parameters()
-    epochs = min(config.epochs, 3) if config.smoke else config.epochs
-    max_batches = 1 if config.smoke else None  # --smoke: epoch 마다 학습·평가 배치 하나씩
+        return predict(config, pick_device(config.device))
+    device, world = setup_ddp(config)  # torchrun 이 아니면 (--device 의 장치, 1): 한 프로세스 (3-1절)
+    parameter_counts = run_lessons()  # 합성곱·풀링 손 계산, MLP 와 CNN 의 첫 층 파라미터 수
+    epochs, max_batches = (min(config.epochs, 3), 1) if config.smoke else (config.epochs, None)  # --smoke
     amp = config.amp and device.type == "cuda"
 
-    # 1. 데이터 --------------------------------------------------------------
-    data, (x_val, y_val) = prepare_data(config)
-    mean, std = channel_stats(data.x_train)  # 학습 세트로만 (시험 정보가 새지 않게)
-    inputs = {"mean": mean, "std": std, "device": device}  # uint8 배치 → 모델 입력에 필요한 것
+    # 1. 데이터: 검증 분할, 학습 세트의 채널별 평균·표준편차 ---------------------------------
+    data, (x_val, y_val), inputs = prepare_data(config, device)  # inputs: uint8 배치 → 모델 입력에 필요한 것
 
-    # 2. 모델 ---------------------------------------------------------------
+    # 2. 모델과 최적화기 (DDP 면 모델을 감싸고 학습 세트를 프로세스 수로 나눔) -----------------------
+    model_args, model, optimizer, scheduler, scaler = prepare_model(config, data, device, epochs, amp)
+    loader_generator = torch.Generator().manual_seed(config.seed)  # 섞는 순서와 증강
+    ddp_model, sampler = wrap_ddp(model, device), make_sampler(len(data.y_train), config.seed)
+
+    # 3. 학습: best.pt 는 검증 '손실'로 고름 (정확도는 금방 1.0 같은 값에 머물러 구별을 못 함) ------------
+    history = History(out_dir / "history.csv")
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    extra = {"data": data.name, "classes": data.classes, **{k: inputs[k].tolist() for k in ("mean", "std")}}
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
+                                                     generators=[loader_generator], history=history)
+    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                        history=history, best=math.inf)
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            if sampler is not None:  # DDP: set_epoch 를 부르지 않으면 매 epoch 똑같은 순서 (3-1절)
+                sampler.set_epoch(epoch)
+            lr, epoch_started = scheduler.get_last_lr()[0], time.perf_counter()
+            train_loss = train_one_epoch(ddp_model, data, optimizer, scheduler, scaler, **inputs, amp=amp,
+                                         generator=loader_generator, batch_size=config.batch_size // world,
+                                         augment=config.augment, epoch=epoch, max_batches=max_batches,
+                                         sampler=sampler)
+            train_seconds = round(time.perf_counter() - epoch_started, 2)
+            val = evaluate(model, x_val, y_val, **inputs, amp=amp, max_batches=max_batches)
+            history.log(epoch=epoch, train_loss=train_loss, val_loss=val["loss"],
+                        val_accuracy=val["accuracy"], lr=lr, train_seconds=train_seconds)
+            if val["loss"] < best:  # 검증 손실이 가장 낮은 epoch (같으면 먼저 닿은 쪽)
+                best = val["loss"]
+                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))  # DDP: 파일은 rank 0 만 씀
+            distributed.barrier()  # DDP: 다른 프로세스는 rank 0 이 다 쓸 때까지 기다림 (3-1절)
+    except KeyboardInterrupt:
+        print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
+        raise SystemExit(130) from None
+
+    # 4. 평가: 시험 점수는 언제나 best.pt 로 (--predict 와 같은 가중치). DDP: 몫마다 평가해 합침 -----------
+    model, test = evaluate_best(config, data, inputs, amp)
+    if not distributed.end():  # DDP 끝: 그룹을 닫고 rank 0 만 계속 (그림·부록 실험·기록), 나머지는 끝냄
+        return test
+    predictions, matrix, per_class = per_class_report(model, data, **inputs, amp=amp)
+
+    # 5. 시각화 / 6. 추론 / 부록(실험): 학습이 끝난 뒤, 저마다 자기 seed 로 ----------------------------
+    plot_results(model, history, data, predictions, matrix, **inputs, out_dir=out_dir, show=config.show)
+    show_one_prediction(model, data, **inputs)
+    studies = run_studies(data, inputs, config, out_dir, cnn_accuracy=test["accuracy"])
+    return summarize(config, data, model, history, test, best, per_class, parameter_counts, studies,
+                     device=device, started=started, world=world)
+
+
+def run_lessons() -> dict:
+    """학습 전의 손 계산 둘 (몇 ms): 합성곱·풀링·패딩, MLP 와 CNN 의 첫 층 파라미터 수 (반환)."""
+    convolution_lesson()
+    return mlp_vs_cnn_parameters()
+
+
+def prepare_model(config: Config, data, device: torch.device, epochs: int, amp: bool):
+    """model_args → 모델 (시드 고정 뒤) → SGD + OneCycle, (CUDA AMP 면) GradScaler.
+
+    반환: (model_args, model, optimizer, scheduler, scaler). 한 epoch 의 걸음 수는 전체 배치(--batch-size)로
+    셉니다: DDP 에서 프로세스마다 B/N 장씩 ⌈(N_train/N)/(B/N)⌉ = ⌈N_train/B⌉ 걸음이라 같은 값입니다.
+    """
     model_args = {"name": config.model, "num_classes": len(data.classes), "width": config.width,
                   "hidden_size": config.hidden_size, "dropout": config.dropout,
                   "blocks_per_stage": config.blocks_per_stage}
     torch.manual_seed(config.seed)
     model = build_model(**model_args).to(device, memory_format=torch.channels_last)
     print(f"[모델] {config.model}: 파라미터 {count_parameters(model):,}개, 장치(device) {device}")
-    steps_per_epoch = min(math.ceil(len(data.y_train) / config.batch_size), max_batches or math.inf)
-    optimizer, scheduler = make_optimizer(model, config, epochs, steps_per_epoch)
+    steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
+    optimizer, scheduler = make_optimizer(model, config, epochs, 1 if config.smoke else steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type) if amp else None  # float16 기울기의 크기 조절 (CUDA 만)
-    loader_generator = torch.Generator().manual_seed(config.seed)  # 섞는 순서와 증강
-    extra = {"data": data.name, "classes": data.classes, "mean": mean.tolist(), "std": std.tolist()}
-    # best.pt 는 검증 '손실'로 고릅니다: 검증 세트가 작거나 쉬우면 정확도는 금방 같은 값(예: 1.0)에 머물러
-    # 더 나은 모델을 구별하지 못하지만, 손실은 연속값이라 확신이 늘어나는 것까지 봅니다.
+    return model_args, model, optimizer, scheduler, scaler
 
-    # 3. 학습 ---------------------------------------------------------------
-    history = History(out_dir / "history.csv")
-    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[loader_generator], history=history)
-    # OneCycle 의 총 걸음 수는 --epochs 로 정해지므로 --epochs 를 바꾼 이어하기는 거절합니다 (저장된
-    # 스케줄이 끝난 뒤에도 step 하면 오류). 부록 실험의 설정은 본 학습을 바꾸지 않아 달라도 됩니다.
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=math.inf,
-                                        free=(FREE_FIELDS - {"epochs"}) | STUDY_FIELDS)
-    try:
-        for epoch in range(start_epoch, epochs + 1):
-            lr, epoch_started = scheduler.get_last_lr()[0], time.perf_counter()
-            train_loss = train_one_epoch(model, data, optimizer, scheduler, scaler, **inputs, amp=amp,
-                                         generator=loader_generator, batch_size=config.batch_size,
-                                         augment=config.augment, epoch=epoch, max_batches=max_batches)
-            train_seconds = round(time.perf_counter() - epoch_started, 2)
-            val = evaluate(model, x_val, y_val, **inputs, amp=amp, max_batches=max_batches)
-            history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()}, lr=lr,
-                        train_seconds=train_seconds)
-            if val["loss"] < best:  # 검증 손실이 가장 낮은 epoch (같으면 먼저 닿은 쪽)
-                best = val["loss"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
-    except KeyboardInterrupt:
-        print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
-        raise SystemExit(130) from None
 
-    # 4. 평가: 시험 점수는 언제나 best.pt 로 (--predict 와 같은 가중치) --------------------
-    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
-    test = evaluate(model, data.x_test, data.y_test, **inputs, amp=amp)
-    predictions, matrix, per_class = per_class_report(model, data, **inputs, amp=amp)
+def evaluate_best(config: Config, data, inputs: dict, amp: bool):
+    """best.pt 를 다시 읽어 시험 세트를 평가합니다 (DDP 면 모든 프로세스가 자기 몫을). 반환: (모델, 점수)."""
+    model, _ = load_trained_model(Path(config.out_dir) / "best.pt", build_model, config, inputs["device"],
+                                  purpose="test")
+    return model, evaluate(model, data.x_test, data.y_test, **inputs, amp=amp)
 
-    # 5. 시각화 / 6. 추론 -----------------------------------------------------------
-    plot_results(model, history, data, predictions, matrix, **inputs, out_dir=out_dir, show=config.show)
-    show_one_prediction(model, data, **inputs)
 
-    # 부록(실험): 학습이 끝난 뒤, 저마다 자기 seed 로 ------------------------------------------
-    mlp = mlp_baseline(data, **inputs, config=config, cnn_accuracy=test["accuracy"])
+def run_studies(data, inputs: dict, config: Config, out_dir: Path, cnn_accuracy: float) -> dict:
+    """부록 실험 셋 (모두 본 학습 뒤, 자기 seed 로): MLP 기준선, 깊이 실험, (--pretrained 면) 전이 학습."""
+    mlp = mlp_baseline(data, **inputs, config=config, cnn_accuracy=cnn_accuracy)
     depth = depth_study(data, **inputs, config=config, out_dir=out_dir)
-    transfer = transfer_learning(data, device=device, config=config) if config.pretrained else {}
+    transfer = transfer_learning(data, device=inputs["device"], config=config) if config.pretrained else {}
+    return {**mlp, **depth, **transfer}
 
+
+def summarize(config: Config, data, model, history: History, test: dict, best: float, per_class: dict,
+              parameter_counts: dict, studies: dict, *, device, started: float, world: int) -> dict:
+    """metrics.json 을 쓰고 마지막 줄을 출력합니다. 반환: metrics (같은 seed·CPU → 같은 숫자).
+
+    test_examples: 평가한 시험 이미지 수. DDP 에서도 시험 세트 크기와 같아야 합니다 (한 번씩만 셈).
+    학습 속도는 실행마다 달라서 metrics 가 아닌 timing 에: 한 epoch 에 학습한 이미지 수(DDP 면 모든
+    프로세스의 합, 전체 배치 B × 걸음 수) / 학습 시간.
+    """
     metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "best_val_loss": best,
-               "per_class_accuracy": per_class, "parameter_counts_256x256": parameter_counts,
-               **mlp, **depth, **transfer}
-    # 학습 속도는 실행마다 달라서 metrics 가 아닌 timing 에 둡니다: 같은 seed → 같은 metrics
-    speed = images_per_second(history, min(len(data.y_train), steps_per_epoch * config.batch_size))
-    write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
-                     metrics=metrics, headline="test_accuracy", timing={"train_images_per_second": speed})
-    print(f"\n끝: 시험 정확도 {test['accuracy']:.4f} (best.pt), 학습 {speed:,.0f} images/s → {out_dir}")
+               "per_class_accuracy": per_class, "parameter_counts_256x256": parameter_counts, **studies,
+               "test_examples": test["examples"]}
+    images_per_epoch = min(len(data.y_train), config.batch_size) if config.smoke else len(data.y_train)
+    speed = images_per_second(history, images_per_epoch)
+    timing = {"train_images_per_second": speed, **({"processes": world} if world > 1 else {})}
+    write_run_record(config.out_dir, script=config.chapter + ".py", config=config, data=data.name,
+                     device=device, seconds=time.perf_counter() - started, parameters=count_parameters(model),
+                     metrics=metrics, headline="test_accuracy", timing=timing)
+    print(f"\n끝: 시험 정확도 {test['accuracy']:.4f} (best.pt), 학습 {speed:,.0f} images/s → "
+          f"{config.out_dir}")
     return metrics
 
 

@@ -70,20 +70,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.data.timeseries import load_prices, read_price_csv
-from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, write_run_record
+from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 모듈 하나로: viz.save_figure(...)
+from utils.data import timeseries  # 가격 읽기: timeseries.load_prices, timeseries.read_price_csv
+from utils.runtime import RunConfig, UserError, pick_device, run, write_run_record
 from utils.synthetic import noisy_seasonal_series
 from utils.training import (
     History,
     check_finite,
-    epochs_since_best,
     load_trained_model,
     make_checkpoint,
     progress,
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_history, save_figure
 
 # 모양(shape) 글자: K=창 개수(전체), B=배치, T=창 길이(시간 단계), D=입력 특성 수(여기서는 1),
 #                  H=은닉 크기(hidden size), N=예측할 날 수(horizon)
@@ -254,7 +253,8 @@ def prepare_data(config: Config):
 
     난수를 쓰지 않습니다: 분할은 시간 순서, 창은 슬라이딩이라 언제나 같습니다.
     """
-    series = load_prices(config.data, config.csv, config.column, config.smoke, minimum_rows(config))
+    series = timeseries.load_prices(config.data, config.csv, config.column, config.smoke,
+                                    minimum_rows(config))
     data = prepare_series(series.values, window=config.window, target=config.target,
                           val_fraction=config.val_fraction, test_fraction=config.test_fraction)
     if config.smoke:
@@ -624,7 +624,14 @@ def plot_series_split(dates, data: WindowedSeries, title: str, path: Path, show:
     ax.set_title(title)
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
+
+
+def plot_training_history(config: Config, rows: list[dict], column: str) -> Path:
+    """학습 곡선: epoch 마다 학습·검증 손실 (표준화 단위 MSE)과 best.pt 를 고르는 검증 RMSE → history.png."""
+    return viz.plot_history(rows, Path(config.out_dir) / "history.png", show=config.show,
+                            title=f"{config.cell.upper()} on {column}: training history",
+                            metrics=["val_rmse"], metric_label="validation RMSE (price units)")
 
 
 def plot_test_predictions(dates, actual, predictions: dict, title: str, path: Path, show: bool) -> Path:
@@ -640,7 +647,7 @@ def plot_test_predictions(dates, actual, predictions: dict, title: str, path: Pa
     axes[0].set_title(title)
     axes[1].set_title("first 30 test days (zoom)")
     axes[0].legend()
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def plot_residuals(dates, residuals: dict, path: Path, show: bool) -> Path:
@@ -656,7 +663,7 @@ def plot_residuals(dates, residuals: dict, path: Path, show: bool) -> Path:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def plot_multistep(dates, prices, multistep: dict, horizon: int, path: Path, show: bool) -> Path:
@@ -682,7 +689,7 @@ def plot_multistep(dates, prices, multistep: dict, horizon: int, path: Path, sho
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 # %% [markdown]
@@ -720,7 +727,7 @@ def predict(config: Config, device) -> dict:
     extra = checkpoint["extra"]
     window, target = int(extra["window"]), str(extra["target"])
     scaler = Scaler(float(extra["scaler_mean"]), float(extra["scaler_std"]))
-    series = read_price_csv(config.predict, config.column, min_rows=window + (target == "return"))
+    series = timeseries.read_price_csv(config.predict, config.column, min_rows=window + (target == "return"))
     prices = series.values
     if target == "return" and (prices <= 0).any():
         raise UserError(f"{config.predict}: 로그 수익률 모델은 0 이하의 가격을 다룰 수 없습니다.")
@@ -756,7 +763,7 @@ def predict(config: Config, device) -> dict:
     ax.tick_params(axis="x", labelrotation=30)
     ax.grid(alpha=0.3)
     ax.legend()
-    save_figure(fig, out_dir / "forecast.png", config.show)
+    viz.save_figure(fig, out_dir / "forecast.png", config.show)
     print(f"저장: {out_dir / 'prediction.json'}, {out_dir / 'forecast.csv'}, {out_dir / 'forecast.png'}")
     print("주의: 하루 앞 주가 예측은 persistence 와 거의 같습니다. 투자 판단에 쓰지 마세요.")
     return result
@@ -898,7 +905,8 @@ def main(config: Config) -> dict:
     model_args = forecaster_args(config, config.target)
     torch.manual_seed(config.seed)  # 초기 가중치와 학습 중 창 섞기는 모두 전역 torch 난수
     model = build_model(**model_args).to(device)
-    print(f"  장치(device): {device} | 파라미터: {count_parameters(model):,}개 ({config.cell})")
+    n_parameters = sum(p.numel() for p in model.parameters())  # 파라미터 수 = 모든 가중치 텐서의 원소 수 합
+    print(f"  장치(device): {device} | 파라미터: {n_parameters:,}개 ({config.cell})")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     # 3. 학습 (검증 RMSE 가 작을수록 좋음; 창 길이·스케일러는 예측에 필요해 extra 에 저장)
@@ -910,7 +918,7 @@ def main(config: Config) -> dict:
     start_epoch, best = resume_or_start(config, checkpoint, state, history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            if epochs_since_best(history.rows, "val_rmse", "min") >= config.patience:  # 기록으로 판단
+            if history.epochs_since_best("val_rmse", "min") >= config.patience:  # 기록으로 판단
                 print(f"  조기 종료(early stopping): 검증 RMSE 가 {config.patience} epoch 동안 나아지지 않음")
                 break
             train_loss = train_one_epoch(model, optimizer, train["x"], train["y"], config.batch_size, epoch,
@@ -928,19 +936,15 @@ def main(config: Config) -> dict:
     model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
     test_result = evaluate(model, test, data, device)  # 시험 점수는 언제나 best.pt 로
 
-    # 4·5. 평가와 시각화
-    plot_history(history.rows, out_dir / "history.png", show=config.show,
-                 title=f"{config.cell.upper()} on {series.column}: training history")
-    # 부록(실험): run 블록 뒤에, 각자 난수 없이 또는 자기 시드로 (이어하기와 상관없이 같은 숫자)
-    metrics = baseline_study(config, series, data, test_result)
-    metrics["best_val_rmse"] = best
-    metrics.update(multistep_study(config, model, series, data, device))
-    metrics.update(run_sanity_check(config, device, max_batches))
+    # 4·5. 시각화, 그리고 부록 A~C (시험 지표는 A 가 기준선 옆에; 난수 없이 또는 자기 시드로)
+    plot_training_history(config, history.rows, series.column)
+    metrics = {**baseline_study(config, series, data, test_result), "best_val_rmse": best,
+               **multistep_study(config, model, series, data, device),
+               **run_sanity_check(config, device, max_batches)}
 
     seconds = time.perf_counter() - started
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=series.name, device=device,
-                     seconds=seconds, parameters=count_parameters(model), metrics=metrics,
-                     headline="test_rmse")
+                     seconds=seconds, parameters=n_parameters, metrics=metrics, headline="test_rmse")
     print(f"끝: 시험 RMSE {metrics['test_rmse']:.3f} (persistence {metrics['persistence_rmse']:.3f}), "
           f"점검 계열 skill {metrics['sanity_skill']:.2f}, {seconds:.1f}초. 결과: {out_dir}")
     return metrics

@@ -68,11 +68,11 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from utils.data.detection import DetectionSet, letterbox, load_detection_data, read_image
+from utils import visualization as viz  # 그림 저장 (이 장의 주제가 아님)
+from utils.data import detection  # 도형 데이터·YOLO/VOC 폴더 읽기, 레터박스
 from utils.models import conv_bn_relu
-from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, set_seed, write_run_record
+from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
     load_trained_model,
@@ -81,7 +81,6 @@ from utils.training import (
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import save_figure
 
 # 모양 글자: N=배치(이미지 수), S=격자 한 변의 칸 수, B=칸마다 예측 상자 수, C=클래스 수,
 #           M=이미지당 최대 정답 물체 수, K=검출(예측 상자) 수, H=W=이미지 한 변(픽셀)
@@ -95,6 +94,7 @@ COCO_IOU_THRESHOLDS = [0.5 + 0.05 * i for i in range(10)]  # mAP@[.5:.95]: 0.50,
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "06_yolo_object_detection"  # 출력 폴더 outputs/06_yolo_object_detection/
+    resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
     epochs: int = 12  # 16,000장 × 12: 조용한 2코어 CPU 에서 약 6~7분 (기대 결과 참고)
     batch_size: int = 64  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 3e-3  # AdamW 최대 학습률 (OneCycle 의 꼭대기)
@@ -225,6 +225,27 @@ def decode_targets(target: torch.Tensor, image_size: int) -> list[tuple[torch.Te
     return [(boxes[n][present[n]], labels[n][present[n]]) for n in range(len(target))]
 
 
+def prepare_data(config: Config, out_dir: Path) -> detection.DetectionData:
+    """데이터를 읽고(폴더, 없으면 도형) 한 줄로 요약한 뒤, 격자와 목표 텐서 그림(grid_target.png)을 그립니다.
+
+    '목표에서 빠진 물체': 한 칸에 중심이 둘 들면 YOLOv1 의 목표에는 하나만 남습니다 (위 설명).
+    """
+    grid_size = model_grid(config.image_size)
+    data = detection.load_detection_data(config.data, config.data_dir, config.smoke, config.seed,
+                                         image_size=config.image_size, grid_size=grid_size,
+                                         val_fraction=config.val_fraction, train_size=config.train_size,
+                                         val_size=config.val_size, test_size=config.test_size)
+    classes = data.classes
+    objects = int((data.train.labels >= 0).sum())
+    kept = int(encode_targets(data.train.boxes, data.train.labels, grid_size, config.image_size,
+                              len(classes))[..., 4].sum())
+    print(f"[데이터] {data.name}: 학습 {len(data.train):,}장 (물체 {objects:,}개), 검증 {len(data.val):,}장, "
+          f"시험 {len(data.test):,}장 | 클래스 {classes} | 격자 {grid_size}x{grid_size} | "
+          f"한 칸에 중심이 겹쳐 목표에서 빠진 물체 {objects - kept}개")
+    plot_grid_and_target(data.test, classes, grid_size, out_dir / "grid_target.png", config.show)
+    return data
+
+
 # %% [markdown]
 # ## 2. 모델: YOLOv1 을 줄인 것
 # 몸통(backbone): 03장의 Conv→BN→ReLU 블록과 최대 풀링 세 번 (H → H/8 = S).
@@ -270,6 +291,14 @@ def activate(raw: torch.Tensor, boxes_per_cell: int) -> tuple[torch.Tensor, torc
 def build_model(num_classes: int, boxes_per_cell: int, width: int, image_size: int) -> TinyYOLO:
     """체크포인트의 model_args 만으로 모델을 다시 만듭니다 (image_size 는 해독·예측이 씀)."""
     return TinyYOLO(num_classes, boxes_per_cell, width)
+
+
+def describe_model(model: TinyYOLO, config: Config, device) -> None:
+    """장치, 파라미터 수, 출력 모양 (N, S, S, B·5 + C) 을 한 줄로."""
+    grid_size = model_grid(config.image_size)
+    num_parameters = sum(p.numel() for p in model.parameters())  # 파라미터 수 (모두 학습되는 것)
+    print(f"장치(device): {device} | 모델 파라미터 {num_parameters:,}개 | "
+          f"출력 (N, {grid_size}, {grid_size}, {model.boxes_per_cell}·5 + {model.num_classes})")
 
 
 # %% [markdown]
@@ -342,8 +371,8 @@ def flip_horizontal(images: torch.Tensor, boxes: torch.Tensor,
     return images, boxes
 
 
-def train_one_epoch(model, data: DetectionSet, optimizer, scheduler, config: Config, device, epoch: int,
-                    generator: torch.Generator, max_batches: int | None = None) -> float:
+def train_one_epoch(model, data: detection.DetectionSet, optimizer, scheduler, config: Config, device,
+                    epoch: int, generator: torch.Generator, max_batches: int | None = None) -> float:
     """한 epoch 학습 → 이미지당 평균 손실.
 
     데이터는 텐서 그대로 잘라 씁니다: 64×64 이미지 16,000장 ≈ 200 MB 라 메모리에 들어가고, 2코어에서
@@ -371,6 +400,16 @@ def train_one_epoch(model, data: DetectionSet, optimizer, scheduler, config: Con
         total += loss.item() * len(index)
         seen += len(index)
     return total / max(seen, 1)
+
+
+def make_optimizer(model, config: Config, epochs: int, steps_per_epoch: int):
+    """AdamW 와 OneCycle 학습률 일정 → (optimizer, scheduler). scheduler 는 배치마다 step."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # OneCycle: 처음 20% 동안 학습률을 올리고(warm-up) 코사인으로 내림. 일정이 epochs 에 달려 있으므로
+    # 이어하기 때 --epochs 를 바꾸면 일정이 달라짐 → epochs 도 같은 설정이어야 함 (free 에서 뺌).
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=epochs,
+                                                    steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    return optimizer, scheduler
 
 
 def model_grid(image_size: int) -> int:
@@ -470,9 +509,9 @@ def match_detections(detections: list[dict], ground_truths: list[tuple[torch.Ten
     """
     per_class = [{"scores": [], "tp": [], "gt": 0} for _ in range(num_classes)]
     thresholds = np.asarray(iou_thresholds)
-    for detection, (true_boxes, true_labels) in zip(detections, ground_truths):
-        order = detection["scores"].cpu().argsort(descending=True, stable=True)
-        boxes, scores, labels = (detection[k].cpu()[order] for k in ("boxes", "scores", "labels"))
+    for found, (true_boxes, true_labels) in zip(detections, ground_truths):
+        order = found["scores"].cpu().argsort(descending=True, stable=True)
+        boxes, scores, labels = (found[k].cpu()[order] for k in ("boxes", "scores", "labels"))
         true_labels = true_labels.cpu()
         # 한 이미지의 IoU 표를 한 번에 (K, G); 클래스가 다른 쌍은 -1 로 지워 짝이 될 수 없게
         ious = box_iou(boxes, true_boxes.cpu()).numpy()
@@ -542,8 +581,8 @@ def mean_average_precision(detections, ground_truths, num_classes: int,
 
 
 @torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리와 시간 절약
-def predict_batches(model, data: DetectionSet, image_size: int, device, max_batches: int | None = None,
-                    nms_iou: float | None = 0.5, batch_size: int = 128):
+def predict_batches(model, data: detection.DetectionSet, image_size: int, device,
+                    max_batches: int | None = None, nms_iou: float | None = 0.5, batch_size: int = 128):
     """모델 출력과 해독한 검출을 배치마다 모읍니다 → (원시 출력 (N, S, S, ·), 검출 목록)."""
     model.eval()  # BatchNorm 은 학습 때 모은 이동 평균을 씀 (배치 구성에 따라 결과가 바뀌지 않게)
     raws, detections = [], []
@@ -554,12 +593,13 @@ def predict_batches(model, data: DetectionSet, image_size: int, device, max_batc
     return torch.cat(raws), detections
 
 
-def ground_truth_list(data: DetectionSet, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def ground_truth_list(data: detection.DetectionSet, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(data.boxes[n][data.labels[n] >= 0], data.labels[n][data.labels[n] >= 0]) for n in range(count)]
 
 
 @torch.no_grad()
-def evaluate(model, data: DetectionSet, config: Config, device, max_batches: int | None = None) -> dict:
+def evaluate(model, data: detection.DetectionSet, config: Config, device,
+             max_batches: int | None = None) -> dict:
     """손실(항별) + mAP@0.5 (모든 점) + mAP@[.5:.95] (COCO 101점). 이미지당 평균."""
     raw, detections = predict_batches(model, data, config.image_size, device, max_batches,
                                       config.nms_iou, config.batch_size)
@@ -573,6 +613,38 @@ def evaluate(model, data: DetectionSet, config: Config, device, max_batches: int
     map50_95 = mean_average_precision(detections, truths, num_classes, COCO_IOU_THRESHOLDS, "coco101")["map"]
     return {"loss": loss.item(), **{name: value.item() for name, value in terms.items()},
             "map50": map50, "map50_95": map50_95}
+
+
+def final_evaluation(model, data: detection.DetectionData, config: Config, device, max_batches):
+    """best.pt 로 시험(held-out)과 학습 mAP 를 나란히 (학습 mAP 만 보고하면 과적합을 못 봄).
+
+    시험 세트의 검출로 손으로 쓴 NMS 를 torchvision 과 맞춰 보고, 클래스별 AP@0.5 를 출력합니다.
+    반환: (metrics dict, 시험 검출 목록, 정답 목록, mean_average_precision 의 표)
+    """
+    test = evaluate(model, data.test, config, device, max_batches)
+    train_check = evaluate(model, data.train.subset(slice(0, len(data.test))), config, device, max_batches)
+    print(f"\n[평가] best.pt  시험 mAP@0.5 {test['map50']:.4f} | 학습 mAP@0.5 {train_check['map50']:.4f} | "
+          f"시험 mAP@[.5:.95] {test['map50_95']:.4f} | 학습 mAP@[.5:.95] {train_check['map50_95']:.4f}")
+    raw, detections = predict_batches(model, data.test, config.image_size, device, max_batches,
+                                      config.nms_iou, config.batch_size)
+    nms_check(raw, model.boxes_per_cell, config)
+    truths = ground_truth_list(data.test, len(raw))
+    table = mean_average_precision(detections, truths, len(data.classes), (0.5,), "all")
+    print("  클래스별 AP@0.5: " + ", ".join(f"{data.classes[c]} {ap:.3f}"
+                                        for c, ap in table["per_class"].items()))
+    metrics = {"test_map50": test["map50"], "test_map50_95": test["map50_95"],
+               "train_map50": train_check["map50"], "train_map50_95": train_check["map50_95"],
+               "test_loss": test["loss"]}
+    return metrics, detections, truths, table
+
+
+def speed_report(model, data: detection.DetectionSet, config: Config, device, max_batches,
+                 train_speed: float) -> dict:
+    """검출 속도를 재고 학습 속도와 함께 한 줄로. 실행마다 달라지므로 metrics 가 아닌 timing 에 둡니다."""
+    speed = detection_speed(model, data, config, device, max_batches)
+    print(f"  검출 속도 {speed:,.0f} images/s (모델 + 해독 + NMS, {device}) | "
+          f"학습 {train_speed:,.0f} images/s")
+    return {"images_per_second": speed, "train_images_per_second": train_speed}
 
 
 # %% [markdown]
@@ -589,7 +661,7 @@ def draw_boxes(ax, boxes, labels, classes, color, scores=None, linestyle="-"):
                 bbox={"facecolor": "black", "alpha": 0.4, "pad": 0.5, "linewidth": 0})
 
 
-def plot_grid_and_target(data: DetectionSet, classes: list[str], grid_size: int, path: Path,
+def plot_grid_and_target(data: detection.DetectionSet, classes: list[str], grid_size: int, path: Path,
                          show: bool) -> None:
     """YOLO 의 생각을 한 장에: 격자, 정답 상자, 중심이 든 칸(책임 칸), 그리고 그 이미지의 목표 텐서."""
     image_size = data.images.shape[-1]
@@ -622,7 +694,7 @@ def plot_grid_and_target(data: DetectionSet, classes: list[str], grid_size: int,
     right.set_xlabel("grid column j")
     right.set_ylabel("grid row i")
     right.set_title(f"target tensor ({grid_size}, {grid_size}, 5+C): obj=1 cells", fontsize=9)
-    save_figure(fig, path, show)
+    viz.save_figure(fig, path, show)
 
 
 def plot_training(rows: list[dict], path: Path, show: bool) -> None:
@@ -645,11 +717,11 @@ def plot_training(rows: list[dict], path: Path, show: bool) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("YOLOv1 loss terms and validation mAP")
-    save_figure(fig, path, show)
+    viz.save_figure(fig, path, show)
 
 
-def plot_detections(data: DetectionSet, detections: list[dict], classes: list[str], threshold: float,
-                    path: Path, show: bool, count: int = 8) -> None:
+def plot_detections(data: detection.DetectionSet, detections: list[dict], classes: list[str],
+                    threshold: float, path: Path, show: bool, count: int = 8) -> None:
     """정답(초록 점선)과 예측(빨강, 점수 ≥ threshold)을 같은 이미지 위에."""
     count = min(count, len(data))
     columns = min(4, count)
@@ -667,7 +739,7 @@ def plot_detections(data: DetectionSet, detections: list[dict], classes: list[st
         draw_boxes(ax, mine["boxes"], mine["labels"], classes, "red", scores=mine["scores"].tolist())
         ax.set_title(f"truth {len(truths[n][1])}, predicted {int(shown.sum())}", fontsize=8)
     fig.suptitle(f"held-out images: ground truth (green dashed) vs predictions (red, score >= {threshold})")
-    save_figure(fig, path, show)
+    viz.save_figure(fig, path, show)
 
 
 def plot_pr_curves(curves: dict, per_class: dict, classes: list[str], path: Path, show: bool) -> None:
@@ -685,7 +757,16 @@ def plot_pr_curves(curves: dict, per_class: dict, classes: list[str], path: Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title("held-out PR curves at IoU 0.5 (faint: raw, solid: envelope)")
-    save_figure(fig, path, show)
+    viz.save_figure(fig, path, show)
+
+
+def visualize_results(history: History, table: dict, data: detection.DetectionSet, detections: list[dict],
+                      classes: list[str], config: Config, out_dir: Path) -> None:
+    """학습 곡선(history.png), 클래스별 PR 곡선(pr_curves.png), 시험 이미지의 검출(detections.png)."""
+    plot_training(history.rows, out_dir / "history.png", config.show)
+    plot_pr_curves(table["curves"], table["per_class"], classes, out_dir / "pr_curves.png", config.show)
+    plot_detections(data, detections, classes, config.score_threshold, out_dir / "detections.png",
+                    config.show)
 
 
 # %% [markdown]
@@ -704,7 +785,7 @@ def predict(config: Config, device) -> dict:
         raise UserError(f"--predict 파일 {path} 이 없습니다.")
     if path.is_dir():
         raise UserError(f"--predict {path} 는 폴더입니다. 이미지 파일 하나를 주세요.")
-    image = read_image(path)
+    image = detection.read_image(path)
     if image is None:
         raise UserError(f"{path} 를 이미지로 읽을 수 없습니다 (JPG, PNG, BMP 등을 쓰세요).")
     height, width = image.shape[:2]
@@ -713,23 +794,23 @@ def predict(config: Config, device) -> dict:
                         "검출할 수 없습니다.")
     if image.std() < 2:  # 회색 한 가지에 가까운 이미지: 학습 분포와 너무 멀어 결과가 의미 없음
         raise UserError(f"{path} 는 거의 한 가지 색이라 검출할 것이 없습니다.")
-    canvas, scale_x, scale_y, pad_left, pad_top = letterbox(image, image_size)
+    canvas, scale_x, scale_y, pad_left, pad_top = detection.letterbox(image, image_size)
     with torch.no_grad():
         tensor = to_model_input(torch.from_numpy(canvas).permute(2, 0, 1)[None], device)  # (1, 3, H, W)
-        detection = decode_predictions(model(tensor), model.boxes_per_cell, image_size,
-                                       config.score_threshold, config.nms_iou)[0]
-    boxes = detection["boxes"].cpu().clone()
+        found = decode_predictions(model(tensor), model.boxes_per_cell, image_size,
+                                   config.score_threshold, config.nms_iou)[0]
+    boxes = found["boxes"].cpu().clone()
     boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - pad_left) / scale_x).clamp(0, width)  # 레터박스 → 원본 좌표
     boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - pad_top) / scale_y).clamp(0, height)
     results = [{"class": classes[label], "score": round(score, 4), "box_xyxy": [round(v, 1) for v in box]}
-               for box, score, label in zip(boxes.tolist(), detection["scores"].tolist(),
-                                            detection["labels"].tolist())]
+               for box, score, label in zip(boxes.tolist(), found["scores"].tolist(),
+                                            found["labels"].tolist())]
     fig, ax = plt.subplots(figsize=(6, 6 * height / width))
     ax.imshow(image)
-    draw_boxes(ax, boxes, detection["labels"].cpu(), classes, "red", scores=detection["scores"].tolist())
+    draw_boxes(ax, boxes, found["labels"].cpu(), classes, "red", scores=found["scores"].tolist())
     ax.set_title(f"{path.name}: {len(results)} detections (score >= {config.score_threshold})", fontsize=9)
     ax.axis("off")
-    save_figure(fig, out_dir / "prediction.png", config.show)
+    viz.save_figure(fig, out_dir / "prediction.png", config.show)
     record = {"image": str(path), "width": width, "height": height, "detections": results}
     text = json.dumps(record, indent=2, ensure_ascii=False)
     (out_dir / "prediction.json").write_text(text, encoding="utf-8")
@@ -770,11 +851,11 @@ def interpolation_study(detections, truths, classes, path: Path, show: bool) -> 
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(f"AP interpolation, class '{classes[worst]}' (COCO 101 points: {ap['coco101']:.4f})",
                  fontsize=9)
-    save_figure(fig, path, show)
+    viz.save_figure(fig, path, show)
     return {f"test_map50_{m}": results[m]["map"] for m in results}
 
 
-def nms_study(model, data: DetectionSet, config: Config, device, max_batches) -> dict:
+def nms_study(model, data: detection.DetectionSet, config: Config, device, max_batches) -> dict:
     """NMS 를 빼면: 같은 물체에 상자가 겹쳐 쌓여 거짓 양성이 늘고 mAP 가 떨어집니다."""
     truths = ground_truth_list(data, len(data))
     results = {}
@@ -801,7 +882,7 @@ def nms_check(raw: torch.Tensor, boxes_per_cell: int, config: Config) -> None:
 
 
 @torch.no_grad()
-def detection_speed(model, data: DetectionSet, config: Config, device, max_batches) -> float:
+def detection_speed(model, data: detection.DetectionSet, config: Config, device, max_batches) -> float:
     """검출 속도 (images/s): 모델 + 해독 + NMS, 배치 크기 config.batch_size.
 
     실행마다 (기계가 얼마나 바쁜지에 따라) 달라지므로 metrics 가 아니라 timing 에 둡니다.
@@ -823,53 +904,33 @@ def detection_speed(model, data: DetectionSet, config: Config, device, max_batch
 
 # %%
 def main(config: Config) -> dict:
-    started = time.perf_counter()
-    device = pick_device(config.device)
+    started, device, out_dir = time.perf_counter(), pick_device(config.device), Path(config.out_dir)
     set_seed(config.seed)
-    out_dir = Path(config.out_dir)
     if config.predict:
         return predict(config, device)
     box_lesson()
-
     # 1. 데이터
-    data = load_detection_data(config.data, config.data_dir, config.smoke, config.seed,
-                               image_size=config.image_size, grid_size=model_grid(config.image_size),
-                               val_fraction=config.val_fraction, train_size=config.train_size,
-                               val_size=config.val_size, test_size=config.test_size)
-    classes, grid_size = data.classes, model_grid(config.image_size)
-    objects = int((data.train.labels >= 0).sum())
-    kept = int(encode_targets(data.train.boxes, data.train.labels, grid_size, config.image_size,
-                              len(classes))[..., 4].sum())
-    print(f"[데이터] {data.name}: 학습 {len(data.train):,}장 (물체 {objects:,}개), 검증 {len(data.val):,}장, "
-          f"시험 {len(data.test):,}장 | 클래스 {classes} | 격자 {grid_size}x{grid_size} | "
-          f"한 칸에 중심이 겹쳐 목표에서 빠진 물체 {objects - kept}개")
-    plot_grid_and_target(data.test, classes, grid_size, out_dir / "grid_target.png", config.show)
-    max_batches = 1 if config.smoke else None
+    data = prepare_data(config, out_dir)
+    max_batches = 1 if config.smoke else None  # --smoke: epoch 마다 학습·평가 배치 하나씩
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
 
     # 2. 모델
-    model_args = {"num_classes": len(classes), "boxes_per_cell": config.boxes_per_cell, "width": config.width,
-                  "image_size": config.image_size}
+    model_args = {"num_classes": len(data.classes), "boxes_per_cell": config.boxes_per_cell,
+                  "width": config.width, "image_size": config.image_size}
     model = build_model(**model_args).to(device, memory_format=torch.channels_last)  # to_model_input 참고
-    print(f"장치(device): {device} | 모델 파라미터 {count_parameters(model):,}개 | "
-          f"출력 (N, {grid_size}, {grid_size}, {config.boxes_per_cell}·5 + {len(classes)})")
+    describe_model(model, config, device)
     steps = min(math.ceil(len(data.train) / config.batch_size), max_batches or math.inf)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    # OneCycle: 처음 20% 동안 학습률을 올리고(warm-up) 코사인으로 내림. 일정이 epochs 에 달려 있으므로
-    # 이어하기 때 --epochs 를 바꾸면 일정이 달라짐 → epochs 도 같은 설정이어야 함 (free 에서 뺌).
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=epochs,
-                                                    steps_per_epoch=steps, pct_start=0.2)
+    optimizer, scheduler = make_optimizer(model, config, epochs, steps)
     loader_generator = torch.Generator().manual_seed(config.seed)
-    extra = {"data": data.name, "classes": classes}
+    extra = {"data": data.name, "classes": data.classes}
 
     # 3. 학습
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
-                                                     generators=[loader_generator], history=history,
-                                                     extra=extra)
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
+                                                     generators=[loader_generator], history=history)
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf, free=FREE_FIELDS - {"epochs"})
+                                        history=history, best=-math.inf)
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -888,42 +949,20 @@ def main(config: Config) -> dict:
     train_speed = trained_images / max(time.perf_counter() - train_started, 1e-9)
     model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
 
-    # 4. 평가: 시험(held-out)과 학습 mAP 를 나란히 (학습 mAP 만 보고하면 과적합을 못 봄)
-    test = evaluate(model, data.test, config, device, max_batches)
-    train_check = evaluate(model, data.train.subset(slice(0, len(data.test))), config, device, max_batches)
-    print(f"\n[평가] best.pt  시험 mAP@0.5 {test['map50']:.4f} | 학습 mAP@0.5 {train_check['map50']:.4f} | "
-          f"시험 mAP@[.5:.95] {test['map50_95']:.4f} | 학습 mAP@[.5:.95] {train_check['map50_95']:.4f}")
-    raw, detections = predict_batches(model, data.test, config.image_size, device, max_batches,
-                                      config.nms_iou, config.batch_size)
-    nms_check(raw, model.boxes_per_cell, config)
-    truths = ground_truth_list(data.test, len(raw))
-    table = mean_average_precision(detections, truths, len(classes), (0.5,), "all")
-    print("  클래스별 AP@0.5: " + ", ".join(f"{classes[c]} {ap:.3f}" for c, ap in table["per_class"].items()))
-    speed = detection_speed(model, data.test, config, device, max_batches)
-    print(f"  검출 속도 {speed:,.0f} images/s (모델 + 해독 + NMS, {device}) | "
-          f"학습 {train_speed:,.0f} images/s")
-
-    # 5. 시각화
-    plot_training(history.rows, out_dir / "history.png", config.show)
-    plot_pr_curves(table["curves"], table["per_class"], classes, out_dir / "pr_curves.png", config.show)
-    plot_detections(data.test, detections, classes, config.score_threshold, out_dir / "detections.png",
-                    config.show)
-
+    # 4. 평가 (best.pt) → 5. 시각화
+    metrics, detections, truths, table = final_evaluation(model, data, config, device, max_batches)
+    timing = speed_report(model, data.test, config, device, max_batches, train_speed)
+    visualize_results(history, table, data.test, detections, data.classes, config, out_dir)
     # 부록(실험): 각자 결과가 앞선 난수에 기대지 않음 (난수를 쓰지 않음)
-    study = interpolation_study(detections, truths, classes, out_dir / "ap_interpolation.png", config.show)
-    study |= nms_study(model, data.test, config, device, max_batches)
-
-    metrics = {"test_map50": test["map50"], "test_map50_95": test["map50_95"],
-               "train_map50": train_check["map50"], "train_map50_95": train_check["map50_95"],
-               "test_loss": test["loss"], **study}
+    metrics |= interpolation_study(detections, truths, data.classes, out_dir / "ap_interpolation.png",
+                                   config.show)
+    metrics |= nms_study(model, data.test, config, device, max_batches)
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
-                     metrics=metrics, headline="test_map50",
-                     timing={"images_per_second": speed, "train_images_per_second": train_speed})
-    print(f"\n끝 ({time.perf_counter() - started:.0f}초): 시험 mAP@0.5 {test['map50']:.4f}, "
-          f"mAP@[.5:.95] {test['map50_95']:.4f} → {out_dir}")
+                     seconds=time.perf_counter() - started, metrics=metrics, headline="test_map50",
+                     parameters=sum(p.numel() for p in model.parameters()), timing=timing)
+    print(f"\n끝 ({time.perf_counter() - started:.0f}초): 시험 mAP@0.5 {metrics['test_map50']:.4f}, "
+          f"mAP@[.5:.95] {metrics['test_map50_95']:.4f} → {out_dir}")
     return metrics
-
 
 if __name__ == "__main__":
     run(main, Config)

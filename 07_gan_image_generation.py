@@ -83,19 +83,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.data.images import GanImages, load_gan_images, to_pixel_range
-from utils.runtime import RunConfig, count_parameters, pick_device, run, set_seed, write_run_record
+from utils import visualization as viz  # 그림 저장·이미지 격자 (이 장의 주제가 아님)
+from utils.data import images as image_data  # 실제 데이터(없으면 sklearn digits), [-1, 1] ↔ [0, 1]
+from utils.runtime import RunConfig, pick_device, run, set_seed, write_run_record
 from utils.training import (
     History,
     check_finite,
-    load_checkpoint,
     load_trained_model,
     make_checkpoint,
     progress,
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_image_grid, save_figure
 
 # 모양 글자: B=배치, Z=잠재 차원(latent_dim), C=채널, S=이미지 한 변, H=높이, W=너비, K=클래스 수,
 #            F=분류기 특징 차원, N=표본 수
@@ -244,6 +243,15 @@ def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator | 
         yield images[order[index * batch_size:(index + 1) * batch_size]]
 
 
+def prepare_data(config: Config, device: torch.device) -> image_data.GanImages:
+    """데이터를 읽고 (실제 데이터가 없으면 sklearn digits) 장치·분할 크기·손실을 한 줄로 알립니다."""
+    data = image_data.load_gan_images(config.dataset, config.data, config.data_dir, config.smoke, config.seed,
+                                      config.image_size, config.val_fraction, config.max_images)
+    print(f"장치(device): {device} | 데이터: {data.name} (학습 {len(data.x_train)}, 검증 {len(data.x_val)}, "
+          f"시험 {len(data.x_test)}) | 손실: {config.loss}")
+    return data
+
+
 # %% [markdown]
 # ## 2. 모델: DCGAN 생성기와 판별기
 # 어떤 활성화 함수를 어디에 왜 쓰는지 (DCGAN 논문, 강의 표):
@@ -378,7 +386,8 @@ def describe_model(gan: GAN, image_size: int, channels: int) -> None:
             net.eval()  # BatchNorm 통계를 건드리지 않게
             steps = " → ".join(str(shape[1:]) for _, shape in layer_shapes(net, inputs))
             net.train(was_training)
-            print(f"{name}: {tuple(inputs.shape[1:])} → {steps}  ({count_parameters(net):,} parameters)")
+            parameters = sum(p.numel() for p in net.parameters())  # 파라미터 수 (모두 학습되는 것)
+            print(f"{name}: {tuple(inputs.shape[1:])} → {steps}  ({parameters:,} parameters)")
 
 
 # %% [markdown]
@@ -506,6 +515,14 @@ def train_one_epoch(gan: GAN, optimizers: AdversarialOptimizers, images: torch.T
     return means
 
 
+def restore_step_log(step_log: dict, last_path: Path, start_epoch: int) -> None:
+    """이어하기: 걸음별 기록(extra["steps"])은 resume_or_start 가 되살리지 않으므로 last.pt 에서 직접."""
+    if start_epoch > 1:  # resume_or_start 가 방금 검사하고 읽은 파일이라 torch.load 로 바로
+        saved = torch.load(last_path, map_location="cpu", weights_only=True)
+        for key, values in saved["extra"]["steps"].items():
+            step_log[key][:] = values
+
+
 # %% [markdown]
 # ## 4. 평가: 분류기로 잰 클래스 분포와 프레셰 거리
 # 생성 이미지가 "좋은지"는 눈대중이 아니라 숫자로 잽니다. 같은 실제 데이터로 작은 CNN 분류기를 학습해
@@ -535,7 +552,7 @@ class FeatureClassifier(nn.Module):
         return self.head(self.body(images))
 
 
-def train_classifier(data: GanImages, config: Config, device: torch.device,
+def train_classifier(data: image_data.GanImages, config: Config, device: torch.device,
                      max_batches: int | None = None) -> tuple[FeatureClassifier, float]:
     """평가용 분류기를 학습하고 (분류기, 시험 정확도)를 돌려줍니다.
 
@@ -658,6 +675,43 @@ def fixed_noise(count: int, latent_dim: int, seed: int) -> torch.Tensor:
     return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
 
 
+def test_scores(gan: GAN, classifier: FeatureClassifier, data: image_data.GanImages, model_args: dict,
+                config: Config, eval_count: int, device: torch.device, out_dir: Path) -> dict:
+    """best.pt 의 생성기, 학습 전 생성기, 실제 대 실제를 같은 방식으로: 시험 분할의 실제 특징과 비교."""
+    noise = fixed_noise(eval_count, config.latent_dim, config.seed + SEED_OFFSETS["test_noise"])
+    test_features = classify(classifier, data.x_test, device)[1]
+    trained = evaluate(gan, classifier, data.x_test, test_features, noise, config.loss, device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + SEED_OFFSETS["untrained"])
+        untrained_gan = build_model(**model_args).to(device)  # 같은 구조, 학습 전 가중치
+    untrained = evaluate(untrained_gan, classifier, data.x_test, test_features, noise, config.loss, device)
+    real_subset = data.x_train[:eval_count]  # 학습 이미지 중 같은 수: 실제끼리의 거리 = 표본 수가 만드는 바닥
+    real_features = classify(classifier, real_subset, device)[1]
+    fd_real = frechet_distance(real_features, test_features)
+    library = frechet_distance_scipy(real_features, test_features)  # 같은 식을 scipy 로: 확인용
+    assert math.isclose(fd_real, library, rel_tol=1e-3, abs_tol=1e-3), (fd_real, library)
+    count = len(data.classes)
+    fractions = {name: class_statistics(classify(classifier, images, device)[0], count)["fractions"]
+                 for name, images in (("trained G", generate(gan.generator, noise, device)),
+                                      ("untrained G", generate(untrained_gan.generator, noise, device)),
+                                      ("real (test)", data.x_test))}
+    plot_class_histogram(fractions, data.classes, out_dir / "class_histogram.png", config.show)
+    return {"fd": trained["fd"], "fd_untrained": untrained["fd"], "fd_real": fd_real,
+            "min_class_fraction": trained["min_class_fraction"], "class_entropy": trained["class_entropy"],
+            "classes_covered": trained["classes_covered"],
+            "untrained_min_class_fraction": untrained["min_class_fraction"]}
+
+
+def summarize(test: dict, classifier_accuracy: float, best_epoch: int, toy: dict, out_dir: Path) -> dict:
+    """시험 지표, 분류기 정확도, best.pt 의 epoch, 장난감 결과를 metrics 하나로 묶고 한 줄로 알립니다."""
+    metrics = {**test, "classifier_accuracy": classifier_accuracy, "best_epoch": best_epoch, **toy}
+    print(f"시험 (best.pt, epoch {best_epoch}): FD {test['fd']:.2f} "
+          f"(학습 전 G {test['fd_untrained']:.2f}, 실제 대 실제 {test['fd_real']:.2f}), "
+          f"최소 클래스 비율 {test['min_class_fraction']:.3f}, 엔트로피 {test['class_entropy']:.3f} "
+          f"→ {out_dir}")
+    return metrics
+
+
 # %% [markdown]
 # ## 5. 시각화
 
@@ -668,7 +722,8 @@ def save_epoch_grid(generator: Generator, noise: torch.Tensor, folder: Path, epo
     from torchvision.utils import save_image
 
     folder.mkdir(exist_ok=True)
-    save_image(to_pixel_range(generate(generator, noise, device)), folder / f"epoch_{epoch:03d}.png", nrow=8)
+    images = image_data.to_pixel_range(generate(generator, noise, device))  # [-1, 1] → [0, 1]
+    save_image(images, folder / f"epoch_{epoch:03d}.png", nrow=8)
 
 
 def save_animation(frame_paths: list[Path], path: Path) -> Path | None:
@@ -709,7 +764,7 @@ def plot_training(step_log: dict, rows: list[dict], loss: str, path: Path, show:
         ax.legend()
     axes[2].legend(loc="upper left")
     coverage.legend(loc="upper right")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def plot_class_histogram(fractions: dict[str, list[float]], classes: list[str], path: Path,
@@ -724,7 +779,19 @@ def plot_class_histogram(fractions: dict[str, list[float]], classes: list[str], 
     ax.set(xlabel="class (by the evaluation classifier)", ylabel="fraction of samples",
            title="Class histogram of generated samples")
     ax.legend()
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
+
+
+def report_training(history: History, step_log: dict, epochs: int, config: Config, out_dir: Path) -> None:
+    """학습 곡선 그림과 epoch 격자 GIF. 기록은 체크포인트에서 되살린 것, 격자는 디스크의 PNG 라
+    이어하기를 해도 끊김 없는 실행과 같은 그림이 나옵니다."""
+    plot_training(step_log, history.rows, config.loss, out_dir / "training_curves.png", config.show)
+    with (out_dir / "steps.csv").open("w", encoding="utf-8") as f:  # G 걸음마다 한 줄
+        f.write("step," + ",".join(step_log) + "\n")
+        for index, values in enumerate(zip(*step_log.values()), start=1):
+            f.write(f"{index}," + ",".join(f"{v:.6g}" for v in values) + "\n")
+    frames = [out_dir / "epochs" / f"epoch_{epoch:03d}.png" for epoch in range(1, epochs + 1)]
+    save_animation([path for path in frames if path.exists()], out_dir / "training.gif")
 
 
 # %% [markdown]
@@ -745,14 +812,14 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     folder = out_dir / "predictions"
     folder.mkdir(exist_ok=True)
     files = []
-    for index, image in enumerate(to_pixel_range(images)):
+    for index, image in enumerate(image_data.to_pixel_range(images)):
         save_image(image, folder / f"sample_{index:04d}.png")
         files.append({"file": f"predictions/sample_{index:04d}.png",
                       "class": extra["classes"][labels[index]]})
     shown = min(len(images), GRID_SAMPLES)
-    plot_image_grid(to_pixel_range(images[:shown]), [f["class"] for f in files[:shown]],
-                    out_dir / "prediction.png", config.show,
-                    title=f"{len(images)} new samples (epoch {checkpoint['epoch']} generator)")
+    viz.plot_image_grid(image_data.to_pixel_range(images[:shown]), [f["class"] for f in files[:shown]],
+                        out_dir / "prediction.png", config.show,
+                        title=f"{len(images)} new samples (epoch {checkpoint['epoch']} generator)")
     result = {"count": len(images), "seed": config.seed, "checkpoint": str(out_dir / "best.pt"),
               "epoch": checkpoint["epoch"], "data": extra["data"], "images": files}
     text = json.dumps(result, indent=2, ensure_ascii=False)
@@ -804,7 +871,7 @@ def study_eight_gaussians(config: Config, out_dir: Path) -> dict:
         ax.set(xlim=(-3, 3), ylim=(-3, 3), xlabel="x1", ylabel="x2", aspect="equal",
                title=f"{loss}: {results[loss][0]}/{TOY_MODES} modes, {results[loss][1]:.0%} high quality")
         ax.legend(loc="upper right", markerscale=4)
-    save_figure(fig, out_dir / "toy_eight_gaussians.png", config.show)
+    viz.save_figure(fig, out_dir / "toy_eight_gaussians.png", config.show)
     return {"toy_modes_captured": results["wgan-gp"][0], "toy_high_quality_fraction": results["wgan-gp"][1],
             "toy_gan_modes_captured": results["gan"][0], "toy_gan_high_quality_fraction": results["gan"][1]}
 
@@ -818,15 +885,16 @@ def study_samples_and_interpolation(gan: GAN, classifier: FeatureClassifier, cla
     noise = fixed_noise(GRID_SAMPLES, gan.latent_dim, config.seed + SEED_OFFSETS["interp"])  # (64, Z)
     images = generate(gan.generator, noise, device)
     labels = classify(classifier, images, device)[0]
-    plot_image_grid(to_pixel_range(images), [classes[k] for k in labels], out_dir / "samples.png",
-                    config.show, title="Samples from best.pt (title: class by the evaluation classifier)")
+    viz.plot_image_grid(image_data.to_pixel_range(images), [classes[k] for k in labels],
+                        out_dir / "samples.png", config.show,
+                        title="Samples from best.pt (title: class by the evaluation classifier)")
     steps, pairs = 8, 4
     images = torch.cat([interpolate_latent(gan.generator, noise[2 * k], noise[2 * k + 1], steps, device)
                         for k in range(pairs)])  # (pairs·steps, C, S, S)
     labels = classify(classifier, images, device)[0]
-    plot_image_grid(to_pixel_range(images), [classes[k] for k in labels], out_dir / "interpolation.png",
-                    config.show, title="Latent interpolation: each row goes from z_start to z_end",
-                    columns=steps)
+    viz.plot_image_grid(image_data.to_pixel_range(images), [classes[k] for k in labels],
+                        out_dir / "interpolation.png", config.show,
+                        title="Latent interpolation: each row goes from z_start to z_end", columns=steps)
 
 
 # %% 실행
@@ -837,19 +905,18 @@ def main(config: Config) -> dict:
     if config.predict:  # 6. 추론만
         return predict(config, device, out_dir)
     set_seed(config.seed)
-    data = load_gan_images(config.dataset, config.data, config.data_dir, config.smoke, config.seed,  # 1.
-                           config.image_size, config.val_fraction, config.max_images)
+    # 1. 데이터
+    data = prepare_data(config, device)
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None
     eval_count = config.batch_size if config.smoke else config.eval_samples
-    print(f"장치(device): {device} | 데이터: {data.name} (학습 {len(data.x_train)}, 검증 {len(data.x_val)}, "
-          f"시험 {len(data.x_test)}) | 손실: {config.loss}")
     # 4. 평가 준비: 학습 전에 분류기를 만들어 둬야 epoch 마다 붕괴 계량기·검증 FD 를 잴 수 있음
     classifier, classifier_accuracy = train_classifier(data, config, device, max_batches)
     val_features = classify(classifier, data.x_val, device)[1]
+    # 2. 모델
     model_args = dict(image_size=config.image_size, channels=data.channels, latent_dim=config.latent_dim,
                       width=config.width, loss=config.loss)
-    gan = build_model(**model_args).to(device)  # 2. 모델
+    gan = build_model(**model_args).to(device)
     describe_model(gan, config.image_size, data.channels)
     optimizers = AdversarialOptimizers(gan, config.lr, config.loss)
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -859,13 +926,14 @@ def main(config: Config) -> dict:
     extra = {"data": data.name, "classes": data.classes, "channels": data.channels,
              "classifier": classifier.state_dict(), "steps": step_log}
 
-    history = History(out_dir / "history.csv")  # 3. 학습
+    # 3. 학습
+    history = History(out_dir / "history.csv")
     state = {"model": gan, "optimizer": optimizers, "scheduler": None}
     checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
                                                      generators=[shuffle], history=history, extra=extra)
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[shuffle], history=history,
                                         best=math.inf)
-    restore_step_log(step_log, out_dir / "last.pt", config, start_epoch)  # 걸음별 기록도 이어서
+    restore_step_log(step_log, out_dir / "last.pt", start_epoch)  # 걸음별 기록도 이어서
     try:
         for epoch in range(start_epoch, epochs + 1):
             train = train_one_epoch(gan, optimizers, data.x_train, config, device, epoch, shuffle, step_log,
@@ -886,61 +954,11 @@ def main(config: Config) -> dict:
     report_training(history, step_log, epochs, config, out_dir)
     study_samples_and_interpolation(gan, classifier, data.classes, config, device, out_dir)
     toy = study_eight_gaussians(config, out_dir)
-    metrics = {**test, "classifier_accuracy": classifier_accuracy, "best_epoch": best_pt["epoch"], **toy}
+    metrics = summarize(test, classifier_accuracy, best_pt["epoch"], toy, out_dir)
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.time() - started, parameters=count_parameters(gan), metrics=metrics,
-                     headline="fd")
-    print(f"시험 (best.pt, epoch {best_pt['epoch']}): FD {test['fd']:.2f} "
-          f"(학습 전 G {test['fd_untrained']:.2f}, 실제 대 실제 {test['fd_real']:.2f}), "
-          f"최소 클래스 비율 {test['min_class_fraction']:.3f}, 엔트로피 {test['class_entropy']:.3f} "
-          f"→ {out_dir}")
+                     seconds=time.time() - started, parameters=sum(p.numel() for p in gan.parameters()),
+                     metrics=metrics, headline="fd")
     return metrics
-
-
-def restore_step_log(step_log: dict, last_path: Path, config: Config, start_epoch: int) -> None:
-    """이어하기: 걸음별 기록(extra["steps"])은 resume_or_start 가 되살리지 않으므로 last.pt 에서 직접."""
-    if start_epoch > 1:
-        for key, values in load_checkpoint(last_path, config)["extra"]["steps"].items():
-            step_log[key][:] = values
-
-
-def test_scores(gan: GAN, classifier: FeatureClassifier, data: GanImages, model_args: dict, config: Config,
-                eval_count: int, device: torch.device, out_dir: Path) -> dict:
-    """best.pt 의 생성기, 학습 전 생성기, 실제 대 실제를 같은 방식으로: 시험 분할의 실제 특징과 비교."""
-    noise = fixed_noise(eval_count, config.latent_dim, config.seed + SEED_OFFSETS["test_noise"])
-    test_features = classify(classifier, data.x_test, device)[1]
-    trained = evaluate(gan, classifier, data.x_test, test_features, noise, config.loss, device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + SEED_OFFSETS["untrained"])
-        untrained_gan = build_model(**model_args).to(device)  # 같은 구조, 학습 전 가중치
-    untrained = evaluate(untrained_gan, classifier, data.x_test, test_features, noise, config.loss, device)
-    real_subset = data.x_train[:eval_count]  # 학습 이미지 중 같은 수: 실제끼리의 거리 = 표본 수가 만드는 바닥
-    real_features = classify(classifier, real_subset, device)[1]
-    fd_real = frechet_distance(real_features, test_features)
-    library = frechet_distance_scipy(real_features, test_features)  # 같은 식을 scipy 로: 확인용
-    assert math.isclose(fd_real, library, rel_tol=1e-3, abs_tol=1e-3), (fd_real, library)
-    count = len(data.classes)
-    fractions = {name: class_statistics(classify(classifier, images, device)[0], count)["fractions"]
-                 for name, images in (("trained G", generate(gan.generator, noise, device)),
-                                      ("untrained G", generate(untrained_gan.generator, noise, device)),
-                                      ("real (test)", data.x_test))}
-    plot_class_histogram(fractions, data.classes, out_dir / "class_histogram.png", config.show)
-    return {"fd": trained["fd"], "fd_untrained": untrained["fd"], "fd_real": fd_real,
-            "min_class_fraction": trained["min_class_fraction"], "class_entropy": trained["class_entropy"],
-            "classes_covered": trained["classes_covered"],
-            "untrained_min_class_fraction": untrained["min_class_fraction"]}
-
-
-def report_training(history: History, step_log: dict, epochs: int, config: Config, out_dir: Path) -> None:
-    """학습 곡선 그림과 epoch 격자 GIF. 기록은 체크포인트에서 되살린 것, 격자는 디스크의 PNG 라
-    이어하기를 해도 끊김 없는 실행과 같은 그림이 나옵니다."""
-    plot_training(step_log, history.rows, config.loss, out_dir / "training_curves.png", config.show)
-    with (out_dir / "steps.csv").open("w", encoding="utf-8") as f:  # G 걸음마다 한 줄
-        f.write("step," + ",".join(step_log) + "\n")
-        for index, values in enumerate(zip(*step_log.values()), start=1):
-            f.write(f"{index}," + ",".join(f"{v:.6g}" for v in values) + "\n")
-    frames = [out_dir / "epochs" / f"epoch_{epoch:03d}.png" for epoch in range(1, epochs + 1)]
-    save_animation([path for path in frames if path.exists()], out_dir / "training.gif")
 
 
 if __name__ == "__main__":

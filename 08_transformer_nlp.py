@@ -15,6 +15,9 @@
     - 해독(decoding): 탐욕(greedy)과 빔 탐색(beam search, 길이 보정 length penalty)을 같은 best.pt 로.
     - BLEU-4 를 손으로(수정된 n-gram 정밀도, 간결성 벌점 brevity penalty, 말뭉치 단위) 짜서
       sacrebleu 와 비교하고, 결과를 이름 붙인 두 정의로 보고합니다.
+    - 같은 스크립트를 torchrun 으로 여러 프로세스·여러 기계에서 DistributedDataParallel(DDP)로 학습합니다:
+      환경 변수 RANK·LOCAL_RANK·WORLD_SIZE, DistributedSampler 와 set_epoch, 기울기 all-reduce,
+      프로세스마다 번역한 시험 문장을 모아 BLEU 를 한 번에 (3-1절).
 
 핵심 개념
     Q·K·V, √d_k, 헤드(head), 위치 인코딩, 마스크, 인코더-디코더, 교사 강요, 레이블 스무딩,
@@ -35,6 +38,29 @@
     python 08_transformer_nlp.py --resume               # last.pt 에서 이어서
     GPU: python 08_transformer_nlp.py --data real --device cuda --batch-size 256 --epochs 20
          (CUDA 에서는 --amp 가 float16 혼합 정밀도를 켭니다; --model-size base 가 Multi30k 기본)
+    여러 프로세스 (DDP, 3-1절): --batch-size 와 --lr 은 전체 값, 프로세스마다 batch-size/N 쌍.
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 08_transformer_nlp.py   # CPU 2개 (gloo)
+    torchrun --standalone --nproc_per_node=4 08_transformer_nlp.py --data real --device cuda --batch-size 256
+        (GPU 4장: 백엔드 nccl, 프로세스마다 cuda:LOCAL_RANK; GPU 보다 많은 --nproc_per_node 는 한 줄 오류)
+    … --resume 을 붙이면 last.pt 에서 이어 갑니다: 프로세스 수가 달라도, torchrun 없이 한 프로세스로도 됩니다.
+    두 기계 (기계마다 같은 명령, --node_rank 만 0 과 1; host:port = 첫 기계의 주소와 비어 있는 포트):
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --rdzv_endpoint host:29500 \\
+        08_transformer_nlp.py --data real --data-dir D --device cuda
+    torchrun --nnodes 2 --node_rank 1 --nproc_per_node 4 --rdzv_endpoint host:29500 \\
+        08_transformer_nlp.py --data real --data-dir D --device cuda
+    클러스터(SLURM): 기계마다 torchrun 하나를 srun 으로 띄우고, 약속 장소(rendezvous)는 첫 노드:
+    srun --nodes 2 --ntasks-per-node 1 torchrun --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d \\
+        --rdzv_id $SLURM_JOB_ID --rdzv_endpoint "$(scontrol show hostnames | head -n 1):29500" \\
+        08_transformer_nlp.py --data real --data-dir D --device cuda
+    여러 기계에서 달라지는 것: Multi30k 는 모든 기계의 --data-dir 에 미리 두고(동시에 내려받지 않게), 출력
+    (체크포인트·그림·metrics.json)은 rank 0 의 기계에만 생깁니다 (--resume 때도 rank 0 이 읽어 나눠 줌).
+    닿지 않는 주소: torchrun 은 스크립트를 띄우기 전에 자기 약속(rendezvous)에서 아무 말 없이 기다립니다
+    (기본 600초, 이 스크립트가 어쩔 수 없는 부분). torchrun 에 --rdzv_conf timeout=60 (기본 static) 또는
+    join_timeout=60 (c10d) 을 주면 그 뒤 torchrun 의 traceback 과 함께 끝납니다. 스크립트가 여는 프로세스
+    그룹은 --dist-timeout 초(기본 60) 안에 못 만나면 "오류: …" 한 줄, 종료 코드 2 로 끝납니다.
+    두 기계·SLURM·GPU(nccl) 명령은 이 저장소의 기계(GPU 없는 한 대)에서 시험하지 못했습니다. 한 기계의
+    torchrun 2 프로세스(CPU, gloo)는 tests/test_ddp.py 가 시험합니다. 2코어 CPU 에서는 프로세스 2개(각
+    1스레드)가 1개(2스레드)보다 빠르지 않을 수 있습니다: DDP 의 이득은 GPU 여러 장·기계 여러 대에서 나옵니다.
     --data auto 는 --data-dir(또는 그 아래 multi30k/)에 Multi30k 파일이 있거나 내려받을 수 있으면
     그것을, 아니면 오프라인 데이터를 씁니다. --model-size auto 는 오프라인이면 small
     (d=128, 2+2층), Multi30k 면 base(d=256, 8헤드, 3+3층, FF 512) 를 고릅니다.
@@ -75,11 +101,16 @@ from typing import ClassVar, Literal
 import matplotlib.pyplot as plt
 import sacrebleu
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
 
+from utils import distributed  # 여러 프로세스(DDP)의 준비: distributed.start, .is_main, .barrier, …
+from utils import visualization as viz  # 그림 저장은 이 장의 주제가 아니라 모듈 하나로 (viz.save_figure)
 from utils.data.translation import load_translation_data
-from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, set_seed, write_run_record
+from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, write_run_record
 from utils.training import (
     History,
     check_finite,
@@ -89,7 +120,6 @@ from utils.training import (
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import plot_history, save_figure
 
 # 모양(shape) 글자: B=배치, S=원문 길이, T=번역문 길이, D=d_model, h=헤드 수, d_k=D/h (헤드 하나의 차원),
 #                  V=어휘 크기, K=빔 크기
@@ -106,6 +136,7 @@ MODEL_SIZES = {
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "08_transformer_nlp"  # 출력 폴더 이름, 체크포인트 주인 표시
+    resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free | {"dist_timeout"}  # --resume 때 달라도 됨
     epochs: int = 6  # 오프라인은 4~5 epoch 에 시험 BLEU 가 거의 100, Multi30k 는 6~8 epoch 에 35 를 넘음
     batch_size: int = 128  # 문장 쌍 수. 길이가 비슷한 문장끼리 묶어 패딩 낭비를 줄임
     lr: float = 1e-3  # 워밍업이 끝났을 때의 최고 학습률 (Adam). 그 뒤 1/√걸음 으로 줄어듦
@@ -120,6 +151,7 @@ class Config(RunConfig):
     length_penalty: float = 0.6  # GNMT 길이 보정 α: 점수를 ((5+길이)/6)^α 로 나눔 (0 = 보정 없음)
     amp: bool = True  # CUDA 에서만 float16 혼합 정밀도 (CPU 에서는 켜도 아무 일도 하지 않음)
     predict: str = None  # 문장을 주면 학습하지 않고 best.pt 로 번역 (None=학습)
+    dist_timeout: float = 60.0  # 초: torchrun 의 다른 프로세스를 기다리는 최대 시간 (못 만나면 한 줄 오류)
 
     def __post_init__(self):
         for name in ("min_freq", "beam"):
@@ -138,6 +170,8 @@ class Config(RunConfig):
                              f"(받은 값: {self.warmup_epochs}, {self.length_penalty}).")
         if self.grad_clip <= 0:
             raise ValueError(f"--grad-clip 은 0 보다 커야 합니다 (받은 값: {self.grad_clip}).")
+        if not self.dist_timeout > 0:
+            raise ValueError(f"--dist-timeout 은 0 보다 커야 합니다 (받은 값: {self.dist_timeout}).")
 
 
 # %% 1. 데이터: 문장 → 토큰 → 어휘 → 정수 → 패딩
@@ -210,8 +244,12 @@ def encode_split(pairs: list[tuple[str, str]], source_stoi: dict, target_stoi: d
     return EncodedSplit(source, target, [s for s, _ in pairs], [t for _, t in pairs])
 
 
-def prepare_data(data, config: Config):
-    """원문 쌍 → 어휘 두 개(원문, 번역문)와 텐서 분할 셋. 요약을 출력합니다."""
+def prepare_data(config: Config):
+    """데이터 정책대로 문장 쌍을 읽고 → 어휘 두 개(원문, 번역문)와 텐서 분할 셋. 요약을 출력합니다.
+
+    반환: (data, source_itos, target_itos, train, validation, test). data 는 이름·언어를 가진 원문 쌍.
+    """
+    data = load_translation_data(config.data, config.data_dir, config.smoke, config.seed)
     source_itos = build_vocab([tokenize(s) for s, _ in data.train], config.min_freq)
     target_itos = build_vocab([tokenize(t) for _, t in data.train], config.min_freq)
     source_stoi = {w: i for i, w in enumerate(source_itos)}
@@ -226,22 +264,29 @@ def prepare_data(data, config: Config):
     source, target = data.train[0]
     print(f"  예: {source!r} → {tokenize(source)} → {encode(tokenize(source), source_stoi, config.max_len)}\n"
           f"      {target!r} → {tokenize(target)}")
-    return source_itos, target_itos, *splits
+    return data, source_itos, target_itos, *splits
 
 
-def make_batches(split: EncodedSplit, batch_size: int,
-                 generator: torch.Generator | None) -> list[torch.Tensor]:
+def make_batches(split: EncodedSplit, batch_size: int, generator: torch.Generator | None,
+                 sampler: DistributedSampler | None = None) -> list[torch.Tensor]:
     """배치마다의 행 번호. generator 가 있으면 섞되, 길이가 비슷한 문장끼리 묶습니다(bucketing).
 
     1) 무작위 순서  2) 큰 덩어리(배치 50개 분량)마다 원문 길이로 정렬  3) 배치로 자름  4) 배치 순서를 섞음.
     패딩이 줄어 같은 계산으로 더 많은 진짜 토큰을 학습합니다. 난수는 모두 `generator` 에서 나오므로
     체크포인트가 그 상태를 저장하면 --resume 이 같은 순서로 이어집니다.
+    DDP(3-1절): 1) 의 무작위 순서 대신 `sampler` 가 준 이 프로세스의 몫(이미 섞임)을 같은 방식으로 묶고,
+    이 epoch 의 난수(4) 의 배치 순서, 학습의 드롭아웃)를 (seed, epoch, rank) 로 새로 정합니다: rank 마다
+    다르게, 그리고 프로세스 수가 달라져도 이어하기가 같게 (utils/distributed.seed_epoch).
     """
     n = len(split.source)
     if generator is None:
         return list(torch.arange(n).split(batch_size))
     lengths = (split.source != PAD_ID).sum(dim=1)  # (N,)
-    order = torch.randperm(n, generator=generator)
+    if sampler is None:
+        order = torch.randperm(n, generator=generator)
+    else:
+        distributed.seed_epoch(sampler.seed, sampler.epoch, [generator])
+        order = torch.tensor(list(sampler))  # 이 프로세스의 몫: (seed + epoch) 로 섞은 전체의 rank 번째 줄
     batches = [rows for chunk in order.split(batch_size * 50)
                for rows in chunk[lengths[chunk].argsort(stable=True)].split(batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
@@ -594,7 +639,12 @@ def make_optimizer(model, config: Config, steps_per_epoch: int, device):
 
 def train_one_epoch(model, split, batches, optimizer, scheduler, scaler, config: Config, device, epoch: int,
                     max_batches: int | None = None) -> float:
-    """한 epoch 학습. 반환: <pad> 를 뺀 토큰당 평균 손실 (레이블 스무딩 포함)."""
+    """한 epoch 학습. 반환: <pad> 를 뺀 토큰당 평균 손실 (레이블 스무딩 포함).
+
+    DDP(3-1절): model 은 DDP 로 감싼 모델, batches 는 이 프로세스의 몫. 손실은 배치의 토큰 평균이고 DDP 는
+    프로세스마다의 기울기를 평균하므로, 프로세스마다 토큰 수가 다르면 한 프로세스 × 전체 배치의 기울기와
+    조금 다릅니다 (토큰이 적은 배치의 토큰 하나가 조금 더 무겁게 셈). 학습에는 문제가 없는 차이입니다.
+    """
     model.train()  # 드롭아웃 켜기
     total_loss, total_tokens = torch.zeros((), device=device), 0
     for step, rows in enumerate(progress(batches[:max_batches], desc=f"epoch {epoch}")):
@@ -619,7 +669,84 @@ def train_one_epoch(model, split, batches, optimizer, scheduler, scaler, config:
         tokens = int((target_out != PAD_ID).sum())
         total_loss += loss.detach() * tokens
         total_tokens += tokens
+    if distributed.is_distributed():  # 기록할 평균: 모든 프로세스의 (손실 합, 토큰 수)를 더해서 나눔
+        loss_sum, tokens = sum_over_processes([total_loss.item(), total_tokens], device)
+        return loss_sum / tokens
     return (total_loss / total_tokens).item()
+
+
+# %% 3-1. 여러 프로세스로 학습: torchrun + DistributedDataParallel (DDP)
+# `torchrun --nproc_per_node=N 08_transformer_nlp.py …` 는 이 스크립트를 N 번 띄우고 프로세스마다 환경 변수
+# RANK(전체에서 몇 번째, 0…N-1), LOCAL_RANK(이 기계에서 몇 번째 = GPU 번호), WORLD_SIZE(N)를 줍니다.
+# 모든 프로세스가 이 파일을 위에서부터 똑같이 실행하고, 달라지는 곳은 넷뿐입니다:
+#   1) 데이터: DistributedSampler 가 학습 문장을 N 몫으로 나눠, 프로세스마다 서로 다른 B/N 쌍을 봅니다
+#      (그 몫 안에서 길이가 비슷한 문장끼리 묶는 것은 한 프로세스일 때와 같음: make_batches).
+#   2) 기울기: DDP 로 감싼 모델은 backward() 도중 모든 프로세스의 기울기를 all-reduce 로 평균합니다.
+#      그래서 모든 프로세스가 같은 기울기로 같은 optimizer.step() 을 하고, 가중치가 끝까지 같습니다
+#      (기울기 자르기 clip_grad_norm_ 도 평균된 같은 기울기에 하므로 모두 같음).
+#   3) 평가: 검증 손실은 (손실 합, 토큰 수)를, 시험 번역은 문장들을 모든 프로세스에서 모아 전체로 셈.
+#   4) 출력·그림·체크포인트·metrics.json 은 rank 0 만. 다른 프로세스는 저장이 끝날 때까지 barrier 에서
+#      기다림. 시험 평가가 끝나면 프로세스 그룹을 닫고(distributed.end) 그림·부록·기록은 rank 0 혼자.
+# --batch-size 와 --lr 은 전체(global) 값입니다: 프로세스마다 batch-size/N 쌍, 학습률은 그대로. 그래서 한
+# epoch 의 걸음 수와 워밍업 일정이 N 과 상관없이 같고, 체크포인트를 다른 N 으로 이어 갈 수 있습니다.
+def setup_ddp(config: Config) -> tuple[torch.device, int]:
+    """torchrun 아래면 프로세스 그룹에 들어갑니다. 반환: (이 프로세스의 장치, 프로세스 수 N).
+
+    torchrun 없이 실행하면 (--device 의 장치, 1): 지금까지와 똑같은 한 프로세스 학습입니다.
+    백엔드는 장치로 정해집니다: CUDA 면 nccl(장치 cuda:LOCAL_RANK), CPU 면 gloo (utils/distributed.py).
+    """
+    device = distributed.start(config.device, config.dist_timeout, batch_size=config.batch_size)
+    world = distributed.world_size()
+    if distributed.is_distributed():
+        print(f"[DDP] 프로세스 {world}개 ({dist.get_backend()}, {device}): 프로세스마다 배치 "
+              f"{config.batch_size // world}쌍 × {world} = 전체 배치 {config.batch_size}, 학습률 {config.lr}")
+    return device, world
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """모델을 DDP 로 감쌉니다 (프로세스 그룹이 없으면 그대로). 장치로 옮긴 '뒤에' 감쌉니다.
+
+    DDP 는 감쌀 때 rank 0 의 가중치를 모두에게 보내고(broadcast), backward() 때 기울기를 평균합니다.
+    트랜스포머에는 BatchNorm 이 없습니다: LayerNorm 은 문장(토큰)마다 따로 정규화하므로 배치를 나눠도
+    계산이 같고, 프로세스끼리 맞춰야 할 배치 통계도 없습니다 (03장의 SyncBatchNorm 과 비교).
+    """
+    if not distributed.is_distributed():
+        return model
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def make_sampler(size: int, seed: int) -> DistributedSampler | None:
+    """DDP: 0…size-1 중 이 프로세스의 몫. 프로세스 그룹이 없으면 None (make_batches 가 randperm 을 씀).
+
+    DistributedSampler 는 (seed + epoch) 로 전체 순서를 섞고 rank, rank+N, rank+2N, … 번째를 가집니다.
+    모든 프로세스가 같은 순서를 만들어야 몫이 겹치지 않으므로, epoch 마다 sampler.set_epoch(epoch) 를
+    불러야 합니다: 부르지 않으면 매 epoch 똑같은 순서를 되풀이합니다. 순서가 seed 와 epoch 만으로 정해지므로
+    다른 프로세스 수로 이어 가도 됩니다. size 가 N 으로 나누어떨어지지 않으면 앞쪽 몇 개를 되풀이해
+    채웁니다: 학습에는 상관없지만 평가에 쓰면 그 문장이 두 번 세어지므로 평가는 shard_rows 로 나눕니다.
+    """
+    if not distributed.is_distributed():
+        return None
+    return DistributedSampler(range(size), num_replicas=dist.get_world_size(), rank=dist.get_rank(),
+                              shuffle=True, seed=seed)
+
+
+def shard_rows(size: int) -> torch.Tensor:
+    """평가할 행 번호: 한 프로세스면 0…size-1 전부, DDP 면 rank, rank+N, … (모든 행을 정확히 한 번씩)."""
+    rows = torch.arange(size)
+    return rows[dist.get_rank()::dist.get_world_size()] if distributed.is_distributed() else rows
+
+
+def sum_over_processes(values: list[float], device) -> list[float]:
+    """DDP: 프로세스마다의 값들을 모든 프로세스에서 더합니다 (all_reduce, SUM). 한 프로세스면 그대로.
+
+    평균은 (합, 개수)를 더한 뒤 나눕니다: 프로세스마다의 평균을 다시 평균하면, 몫마다 토큰 수가 다를 때
+    (문장 길이가 다름) 전체 평균과 달라집니다.
+    """
+    if not distributed.is_distributed():
+        return values
+    totals = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    return totals.tolist()
 
 
 # %% 4. 평가: 손실, 탐욕·빔 해독, BLEU
@@ -631,12 +758,13 @@ def evaluate(model, split, device, batch_size: int, max_batches: int | None = No
     """
     model.eval()
     total_loss, total_tokens = 0.0, 0
-    for rows in make_batches(split, batch_size, None)[:max_batches]:
+    for rows in shard_rows(len(split.source)).split(batch_size)[:max_batches]:  # DDP: 이 프로세스의 몫만
         source, target = take_batch(split, rows, device)
         logits = model(source, target[:, :-1])  # (B, T-1, V)
         total_loss += F.cross_entropy(logits.flatten(0, 1).float(), target[:, 1:].flatten(),
                                       ignore_index=PAD_ID, reduction="sum").item()
         total_tokens += int((target[:, 1:] != PAD_ID).sum())
+    total_loss, total_tokens = sum_over_processes([total_loss, total_tokens], device)  # DDP: 모두 더함
     loss = total_loss / total_tokens
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
@@ -730,9 +858,11 @@ def translate_split(model, split: EncodedSplit, target_itos, device, config: Con
     """분할을 번역 (beam=1: 탐욕, 그 외: 빔 탐색). 반환: (번역한 행 번호 오름차순, 행마다 번역 토큰).
 
     길이가 비슷한 원문끼리 묶으면 배치 안의 패딩과 해독 걸음 수가 줄어 빨라집니다. max_batches 가 있으면
-    (--smoke) 그 배치들의 행만 번역합니다.
+    (--smoke) 그 배치들의 행만 번역합니다. DDP: 프로세스마다 자기 몫(shard_rows)을 번역한 뒤
+    all_gather_object 로 모두 모읍니다. 반환한 행 수가 곧 평가한 문장 수입니다 (겹치면 더 많아짐).
     """
-    order = (split.source != PAD_ID).sum(dim=1).argsort(stable=True)  # 원문 길이 순
+    mine = shard_rows(len(split.source))
+    order = mine[(split.source[mine] != PAD_ID).sum(dim=1).argsort(stable=True)]  # 원문 길이 순
     outputs: dict[int, list[str]] = {}
     for rows in order.split(config.batch_size)[:max_batches]:
         source, _ = take_batch(split, rows, device)
@@ -742,8 +872,12 @@ def translate_split(model, split: EncodedSplit, target_itos, device, config: Con
             ids = beam_search(model, source, beam, config.max_len, config.length_penalty)
         for row, sequence in zip(rows.tolist(), ids.tolist()):
             outputs[row] = ids_to_tokens(sequence, target_itos)
-    rows = sorted(outputs)
-    return rows, [outputs[row] for row in rows]
+    pairs = sorted(outputs.items())  # (행 번호, 번역 토큰), 행 번호 순
+    if distributed.is_distributed():  # DDP: 모든 프로세스의 몫을 모아 전체 분할로 (BLEU 는 말뭉치 전체로 셈)
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, pairs)
+        pairs = sorted(pair for part in parts for pair in part)
+    return [row for row, _ in pairs], [tokens for _, tokens in pairs]
 
 
 def ngram_counts(tokens: list[str], n: int) -> Counter:
@@ -861,7 +995,7 @@ def plot_positional_encoding(d_model: int, path: Path, show: bool = False, lengt
     right.set_ylabel("value")
     right.set_title("Lower dimensions oscillate faster")
     right.legend(fontsize=8, loc="lower left")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def plot_masks(masks: dict, path: Path, show: bool = False) -> Path:
@@ -877,7 +1011,7 @@ def plot_masks(masks: dict, path: Path, show: bool = False) -> Path:
     ax.set_xlabel("key position (may attend to = 1)")
     ax.set_ylabel("query position")
     ax.set_title("Decoder mask = padding & causal")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 @torch.no_grad()
@@ -903,12 +1037,12 @@ def plot_cross_attention(weights: torch.Tensor, source_tokens, output_tokens, pa
     ax.set_ylabel("generated token (Hangul romanised)")
     ax.set_title("Cross-attention, last decoder layer (head mean)")
     fig.colorbar(image, ax=ax, label="attention weight")
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def save_figures(model, history, masks, test, result, source_itos, target_itos, config, out_dir, device):
     """그림 네 장: 학습 곡선, 위치 인코딩, 마스크, 첫 시험 문장의 교차 어텐션."""
-    plot_history(history.rows, out_dir / "history.png", show=config.show, title="Transformer training")
+    viz.plot_history(history.rows, out_dir / "history.png", show=config.show, title="Transformer training")
     plot_positional_encoding(model.d_model, out_dir / "positional_encoding.png", show=config.show)
     plot_masks(masks, out_dir / "masks.png", show=config.show)
     row, output_tokens = result["rows"][0], result["greedy"]["hypotheses"][0] + [EOS]  # 첫 시험 문장의 번역
@@ -969,47 +1103,41 @@ def show_examples(result: dict, test: EncodedSplit, count: int = 4) -> None:
 
 # %% main: 위 조각들을 순서대로
 def main(config: Config) -> dict:
-    started = time.perf_counter()
-    device = pick_device(config.device)
-    set_seed(config.seed)
+    started, out_dir = time.perf_counter(), Path(config.out_dir)
     if config.predict is not None:
-        return predict(config, device)
-    out_dir = Path(config.out_dir)
-    max_batches = 1 if config.smoke else None  # --smoke: 학습 배치 하나, 평가 배치 하나
-    epochs = min(config.epochs, 3) if config.smoke else config.epochs
+        return predict(config, pick_device(config.device))
+    device, world = setup_ddp(config)  # torchrun 이 아니면 (--device 의 장치, 1): 한 프로세스 (3-1절)
+    epochs, max_batches = (min(config.epochs, 3), 1) if config.smoke else (config.epochs, None)  # --smoke
 
     # ---- 1. 데이터 ----
-    data = load_translation_data(config.data, config.data_dir, config.smoke, config.seed)
-    source_itos, target_itos, train, validation, test = prepare_data(data, config)
+    data, source_itos, target_itos, train, validation, test = prepare_data(config)
 
-    # ---- 2. 모델: 어텐션을 손으로 → PyTorch 와 비교 → 마스크 → 트랜스포머 ----
+    # ---- 2. 모델: 어텐션을 손으로 → PyTorch 와 비교 → 마스크 → 트랜스포머 (DDP 면 감쌈) ----
     check_attention(config.seed)
     masks = show_masks(train, target_itos)
     model_args = model_arguments(config, data.name, source_itos, target_itos)
-    set_seed(config.seed)  # 초기 가중치가 앞의 검증 코드가 쓴 난수와 무관하도록
-    model = build_model(**model_args).to(device)
-    print(f"장치(device): {device} | 모델 {model_args} | 파라미터 {count_parameters(model):,}개")
+    model, optimizer, scheduler, scaler = prepare_model(config, model_args, train, max_batches, device)
+    ddp_model, sampler = wrap_ddp(model, device), make_sampler(len(train.source), config.seed)
 
     # ---- 3. 학습 ----
     loader_generator = torch.Generator().manual_seed(config.seed)  # 배치 순서 (체크포인트가 상태를 저장)
-    steps_per_epoch = len(make_batches(train, config.batch_size, None)[:max_batches])
-    optimizer, scheduler, scaler = make_optimizer(model, config, steps_per_epoch, device)
     extra = {"data": data.name, "source_itos": source_itos, "target_itos": target_itos,
              "languages": [data.source_language, data.target_language]}
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,  # noqa: E731
-                                                     generators=[loader_generator], history=history,
-                                                     extra=extra)
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
+                                                     generators=[loader_generator], history=history)
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
                                         history=history, best=math.inf)
     trained_tokens, train_seconds = 0, 0.0  # 초당 토큰 수 (이번 실행에서 학습한 epoch 만)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            batches = make_batches(train, config.batch_size, loader_generator)[:max_batches]
+            if sampler is not None:  # DDP: set_epoch 를 부르지 않으면 매 epoch 똑같은 순서 (3-1절)
+                sampler.set_epoch(epoch)
+            batches = make_batches(train, config.batch_size // world, loader_generator, sampler)[:max_batches]
             epoch_started = time.perf_counter()
-            train_loss = train_one_epoch(model, train, batches, optimizer, scheduler, scaler, config, device,
-                                         epoch)
+            train_loss = train_one_epoch(ddp_model, train, batches, optimizer, scheduler, scaler, config,
+                                         device, epoch)
             train_seconds += time.perf_counter() - epoch_started
             trained_tokens += sum(int((train.target[rows, 1:] != PAD_ID).sum()) for rows in batches)
             val = evaluate(model, validation, device, config.batch_size, max_batches)
@@ -1017,33 +1145,71 @@ def main(config: Config) -> dict:
             if val["loss"] < best:  # 검증 손실(작을수록 좋음)이 가장 낮은 epoch 을 best.pt 로
                 best = val["loss"]
                 save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))  # DDP: 파일은 rank 0 만 씀
+            distributed.barrier()  # DDP: 다른 프로세스는 rank 0 이 다 쓸 때까지 기다림 (3-1절)
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
 
-    # ---- 4. 평가: 시험 점수는 언제나 best.pt 로 (--predict 와 같은 가중치) ----
-    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
-    result = evaluate_test(model, test, target_itos, device, config, max_batches)
+    # ---- 4. 평가: 시험 점수는 언제나 best.pt 로 (--predict 와 같은 가중치). DDP: 몫마다 번역해 모음 ----
+    model, result = evaluate_best(config, test, target_itos, device, max_batches)
+    (trained_tokens,) = sum_over_processes([trained_tokens], device)  # DDP: 모든 프로세스가 학습한 토큰 수
+    if not distributed.end():  # DDP 끝: 그룹을 닫고 rank 0 만 계속 (그림·부록·기록), 나머지는 끝냄
+        return result
 
-    # ---- 5. 시각화 / 6. 추론 예 ----
+    # ---- 5. 시각화 / 6. 추론 예 / 부록: √d_k 실험 ----
     save_figures(model, history, masks, test, result, source_itos, target_itos, config, out_dir, device)
     show_examples(result, test)
-
-    # ---- 부록: 실험 ----
     scaling = why_scale_by_sqrt_dk(config.seed)
-    metrics = collect_metrics(result, history, scaling, source_itos, target_itos)
-    write_outputs(out_dir, result, test)
-    write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data.name, device=device,
-                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
-                     metrics=metrics, headline="test_bleu",
-                     timing={"tokens_per_second": trained_tokens / train_seconds if train_seconds else None,
-                             "train_seconds": train_seconds})
-    print(f"끝: {time.perf_counter() - started:.0f}초, 결과는 {out_dir}")
+    return summarize(config, data.name, device, model, result, history, scaling, test, model_args,
+                     started=started, tokens=trained_tokens, train_seconds=train_seconds, world=world)
+
+
+def prepare_model(config: Config, model_args: dict, train: EncodedSplit, max_batches: int | None, device):
+    """시드 고정 → 모델 → Adam + 워밍업 일정 (+ CUDA 의 GradScaler).
+
+    반환: (model, optimizer, scheduler, scaler).
+
+    시드를 여기서 다시 고정해 초기 가중치가 앞의 검증 코드가 쓴 난수와 무관하게 합니다 (DDP 에서도 모든
+    프로세스가 같은 초기 가중치를 만들고, DDP 가 감쌀 때 rank 0 의 것을 다시 보냄). 한 epoch 의 걸음 수는
+    전체 배치(--batch-size)로 셉니다: DDP 에서 프로세스마다 B/N 쌍씩 걸어도 같은 값입니다.
+    """
+    set_seed(config.seed)
+    model = build_model(**model_args).to(device)
+    # 가중치 공유(출력층 = 번역문 임베딩)는 model.parameters() 가 한 번만 셈
+    print(f"장치(device): {device} | 모델 {model_args} | "
+          f"파라미터 {sum(p.numel() for p in model.parameters()):,}개")
+    steps_per_epoch = len(make_batches(train, config.batch_size, None)[:max_batches])
+    return model, *make_optimizer(model, config, steps_per_epoch, device)
+
+
+def evaluate_best(config: Config, test: EncodedSplit, target_itos, device, max_batches):
+    """best.pt 를 다시 읽어 시험 분할을 평가합니다 (DDP 면 모든 프로세스가 자기 몫을). 반환: (모델, 결과)."""
+    model, _ = load_trained_model(Path(config.out_dir) / "best.pt", build_model, config, device,
+                                  purpose="test")
+    return model, evaluate_test(model, test, target_itos, device, config, max_batches)
+
+
+def summarize(config: Config, data_name: str, device, model, result: dict, history: History, scaling: dict,
+              test: EncodedSplit, model_args: dict, *, started: float, tokens: int, train_seconds: float,
+              world: int) -> dict:
+    """metrics.json 과 test_translations.json 을 쓰고 마지막 줄을 출력합니다. 반환: metrics.
+
+    학습 속도는 실행마다 달라서 metrics 가 아닌 timing 에: 학습한 토큰 수(DDP 면 모든 프로세스의 합) / 시간.
+    """
+    metrics = collect_metrics(result, history, scaling, model_args)
+    write_outputs(Path(config.out_dir), result, test)
+    timing = {"tokens_per_second": tokens / train_seconds if train_seconds else None,
+              "train_seconds": train_seconds, **({"processes": world} if world > 1 else {})}
+    write_run_record(config.out_dir, script=config.chapter + ".py", config=config, data=data_name,
+                     device=device, seconds=time.perf_counter() - started,
+                     parameters=sum(p.numel() for p in model.parameters()),  # 공유한 가중치는 한 번만 셈
+                     metrics=metrics, headline="test_bleu", timing=timing)
+    print(f"끝: {time.perf_counter() - started:.0f}초, 결과는 {config.out_dir}")
     return metrics
 
 
-def collect_metrics(result, history, scaling, source_itos, target_itos) -> dict:
+def collect_metrics(result, history, scaling, model_args) -> dict:
     """metrics.json 의 결정적인 숫자들 (같은 시드·CPU → 같은 값)."""
     val_losses = history.column("val_loss")
     return {
@@ -1054,9 +1220,10 @@ def collect_metrics(result, history, scaling, source_itos, target_itos) -> dict:
         "test_loss": result["loss"],
         "best_val_loss": min(val_losses),
         "best_epoch": int(history.column("epoch")[val_losses.index(min(val_losses))]),
-        "source_vocab_size": len(source_itos),
-        "target_vocab_size": len(target_itos),
+        "source_vocab_size": model_args["source_vocab_size"],
+        "target_vocab_size": model_args["target_vocab_size"],
         "softmax_max_weight_unscaled_vs_scaled": {str(k): list(v) for k, v in scaling.items()},
+        "test_examples": len(result["rows"]),  # 번역해 채점한 시험 문장 수 (DDP 에서도 시험 분할 크기)
     }
 
 

@@ -67,11 +67,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.data.segmentation import SegmentationData, load_segmentation_data, read_rgb
+from utils import visualization as viz  # 그림 저장은 이 장의 주제가 아니라 모듈 하나로 (viz.save_figure)
+from utils.data import segmentation  # 데이터 읽기: segmentation.load_segmentation_data, .read_rgb, …
 from utils.models import conv_bn_relu
-from utils.runtime import RunConfig, UserError, count_parameters, pick_device, run, set_seed, write_run_record
+from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, write_run_record
 from utils.training import (
-    FREE_FIELDS,
     History,
     check_finite,
     load_trained_model,
@@ -80,7 +80,6 @@ from utils.training import (
     resume_or_start,
     save_checkpoint,
 )
-from utils.visualization import save_figure
 
 # 모양 글자(shape letters): B=배치, C=채널, H=높이, W=너비, K=클래스(여기서는 전경 하나라 1)
 THRESHOLD_LOGIT = 0.0  # 로짓 > 0 ⇔ 시그모이드 확률 > 0.5 → 전경
@@ -91,6 +90,7 @@ FIGURE_EXAMPLES = 6  # 겹친 그림(overlay)에 보일 시험 이미지 수
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "09_unet_segmentation"  # 출력 폴더 outputs/<장>/, 체크포인트 주인
+    resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
     epochs: int = 6  # skip 망 + 비교용 no-skip 망이 조용한 2코어 CPU 에서 약 5분 (8분 예산 안)
     batch_size: int = 32  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 2e-3  # Adam 학습률: 작은 U-Net 은 1e-3~3e-3 에서 빠르고 안정적
@@ -178,6 +178,16 @@ def flip_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Gener
     if torch.rand((), generator=generator) < 0.5:
         images, masks = images.flip(-2), masks.flip(-2)  # 상하 (H 축)
     return images, masks
+
+
+def prepare_data(config: Config) -> tuple:
+    """(학습, 검증, 시험, 데이터 이름). 실제 데이터의 폴더·파일 문제는 여기서, 학습 전에 한 줄 오류로."""
+    train, val, test, data_name = segmentation.load_segmentation_data(
+        config.data, Path(config.data_dir), smoke=config.smoke, size=config.image_size, seed=config.seed,
+        sizes=(config.train_size, config.val_size, config.test_size), val_fraction=config.val_fraction)
+    print(f"[데이터] {data_name}: 학습 {len(train)}, 검증 {len(val)}, 시험 {len(test)}장, "
+          f"{config.image_size}x{config.image_size}, 전경 비율 {train.masks.float().mean().item():.1%}")
+    return train, val, test, data_name
 
 
 # %% [markdown]
@@ -281,8 +291,8 @@ def describe_model(model: UNet, size: int, device) -> None:
     """실행 시작 때 한 번: 부품마다 출력 모양, 장치, 파라미터 수."""
     for name, shape in trace_shapes(model, size):
         print(f"  {name:>11}: {shape}")
-    print(f"장치(device): {device} | U-Net ({'skip' if model.skip else 'no-skip'}) "
-          f"파라미터 {count_parameters(model):,}개")
+    parameters = sum(p.numel() for p in model.parameters())  # 파라미터 수 = 모든 가중치 텐서의 원소 수 합
+    print(f"장치(device): {device} | U-Net ({'skip' if model.skip else 'no-skip'}) 파라미터 {parameters:,}개")
 
 
 def build_model(in_channels: int = 3, classes: int = 1, width: int = 16, depth: int = 4,
@@ -412,8 +422,8 @@ def dice_vs_bce_lesson(size: int = 64, foreground_pixels: int = 40) -> dict:
     return result
 
 
-def train_one_epoch(model, data: SegmentationData, optimizer, scheduler, device, epoch: int, *,
-                    batch_size: int, generator: torch.Generator, mean, std, dice_weight: float,
+def train_one_epoch(model, data: segmentation.SegmentationData, optimizer, scheduler, device, epoch: int,
+                    *, batch_size: int, generator: torch.Generator, mean, std, dice_weight: float,
                     max_batches: int | None = None, desc: str | None = None) -> float:
     """한 epoch 학습, 평균 손실을 돌려줍니다. 섞기와 뒤집기 증강은 generator 에서 (이어하기가 같도록).
 
@@ -438,6 +448,21 @@ def train_one_epoch(model, data: SegmentationData, optimizer, scheduler, device,
         total += loss.item() * len(index)
         count += len(index)
     return total / count
+
+
+def prepare_model(config: Config, device, epochs: int, steps: int) -> tuple:
+    """시드 고정 → U-Net → Adam + 코사인 일정. (model_args, model, optimizer, scheduler) 를 돌려줍니다.
+
+    model_args 는 체크포인트에 들어가 --resume·--predict·시험 평가가 build_model(**model_args) 로
+    같은 모델을 다시 만듭니다. steps: epoch 당 배치 수 (학습률 일정의 길이 = epochs × steps).
+    """
+    set_seed(config.seed)  # 모델의 초기 가중치가 시드로 정해지도록, 만들기 바로 전에
+    model_args = {"in_channels": 3, "classes": 1, "width": config.width, "depth": config.depth,
+                  "skip": config.skip}
+    model = build_model(**model_args).to(device)
+    describe_model(model, config.image_size, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    return model_args, model, optimizer, cosine_schedule(optimizer, epochs, steps)
 
 
 # %% [markdown]
@@ -501,7 +526,7 @@ def metrics_lesson() -> dict:
 
 
 @torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리와 시간 절약
-def evaluate(model, data: SegmentationData, device, *, mean, std, batch_size: int = 64,
+def evaluate(model, data: segmentation.SegmentationData, device, *, mean, std, batch_size: int = 64,
              dice_weight: float = 1.0, max_batches: int | None = None) -> dict:
     """손실과 지표 dict: loss, iou/dice/pixel_accuracy (데이터 전체), *_per_image (이미지 평균),
     boundary_iou (윤곽 띠의 데이터 전체 IoU), all_background_images (전경을 하나도 예측 안 한 이미지 수)."""
@@ -527,7 +552,7 @@ def evaluate(model, data: SegmentationData, device, *, mean, std, batch_size: in
     return result
 
 
-def all_background_baseline(data: SegmentationData) -> dict:
+def all_background_baseline(data: segmentation.SegmentationData) -> dict:
     """기준선: 모든 픽셀을 배경이라고 하는 '모델'. 학습한 모델이 넘어야 할 가장 낮은 선."""
     truth = data.masks.bool()
     counts = confusion_counts(torch.zeros_like(truth), truth)
@@ -553,7 +578,7 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, color=(1.0, 0.2, 0.2), alph
     return picture
 
 
-def plot_overlays(data: SegmentationData, predicted: torch.Tensor, path: Path, show: bool,
+def plot_overlays(data: segmentation.SegmentationData, predicted: torch.Tensor, path: Path, show: bool,
                   title: str) -> Path:
     """행마다: 이미지 | 정답 마스크 겹침 | 예측 겹침 | 오류 (빨강 = 거짓 양성 FP, 파랑 = 거짓 음성 FN)."""
     rows = len(data)
@@ -573,7 +598,7 @@ def plot_overlays(data: SegmentationData, predicted: torch.Tensor, path: Path, s
             ax.set_title(label, fontsize=9)
             ax.axis("off")
     fig.suptitle(title)
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 def plot_training_curves(rows: list[dict], path: Path, show: bool) -> Path:
@@ -590,7 +615,16 @@ def plot_training_curves(rows: list[dict], path: Path, show: bool) -> Path:
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
+
+
+def visualize_results(model, history: History, test: segmentation.SegmentationData, device, mean, std,
+                      out_dir: Path, show: bool, data_name: str) -> None:
+    """학습 곡선(training_curves.png)과 시험 이미지 몇 장의 예측 겹친 그림(test_overlays.png)."""
+    plot_training_curves(history.rows, out_dir / "training_curves.png", show)
+    examples = test.subset(range(min(FIGURE_EXAMPLES, len(test))))
+    plot_overlays(examples, predict_masks(model, examples.images, device, mean, std),
+                  out_dir / "test_overlays.png", show, f"Test images ({data_name})")
 
 
 # %% [markdown]
@@ -613,7 +647,7 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
         raise UserError(f"--predict 파일 {path} 가 없습니다.")
     if path.is_dir():
         raise UserError(f"--predict {path} 는 폴더입니다. 이미지 파일 하나를 주세요.")
-    picture = read_rgb(path)  # 이미지가 아니면 한 줄 UserError
+    picture = segmentation.read_rgb(path)  # 이미지가 아니면 한 줄 UserError
     if min(picture.size) < MIN_PREDICT_SIDE:
         raise UserError(f"--predict 이미지 {path} 가 {picture.width}x{picture.height} 로 너무 작습니다 "
                         f"(한 변 {MIN_PREDICT_SIDE} 픽셀 이상).")
@@ -636,7 +670,7 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     axes[1].set_title(f"predicted foreground {mask.float().mean().item():.1%}")
     for ax in axes:
         ax.axis("off")
-    save_figure(fig, overlay_path, config.show)
+    viz.save_figure(fig, overlay_path, config.show)
     result = {"input": str(path), "width": picture.width, "height": picture.height,
               "foreground_fraction": round(mask.float().mean().item(), 6),
               "all_background": not bool(mask.any()), "mask": str(mask_path), "overlay": str(overlay_path),
@@ -657,26 +691,28 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
 # 고리, 점과 경계가 뭉개집니다. 데이터 전체 IoU 와 함께 경계 IoU(윤곽 안쪽 2픽셀 띠의 IoU)를 봅니다.
 
 # %%
-def compare_skip(config: Config, train: SegmentationData, val: SegmentationData, test: SegmentationData,
-                 device, *, mean, std, epochs: int, max_batches, main_test: dict, out_dir: Path) -> dict:
-    """반대쪽 망(skip ↔ no-skip)을 같은 예산으로 학습해 표(skip_comparison.csv)와 그림으로 비교합니다."""
+def compare_skip(config: Config, train: segmentation.SegmentationData, test: segmentation.SegmentationData,
+                 device, options: dict, epochs: int, main_test: dict, out_dir: Path) -> dict:
+    """반대쪽 망(skip ↔ no-skip)을 같은 예산으로 학습해 표(skip_comparison.csv)와 그림으로 비교합니다.
+
+    options: 본 모델과 같은 mean, std, dice_weight, max_batches (main 의 options 그대로).
+    """
+    mean, std = options["mean"], options["std"]
     other_skip = not config.skip  # 본 모델이 no-skip 이면 비교 대상은 skip 망
     torch.manual_seed(config.seed)  # 앞에서 쓴 난수와 상관없이 언제나 같은 초기값
     generator = torch.Generator().manual_seed(config.seed)
     other = build_model(width=config.width, depth=config.depth, skip=other_skip).to(device)
     optimizer = torch.optim.Adam(other.parameters(), lr=config.lr)
-    steps = steps_per_epoch(len(train), config.batch_size, max_batches)
+    steps = steps_per_epoch(len(train), config.batch_size, options["max_batches"])
     scheduler = cosine_schedule(optimizer, epochs, steps)  # 본 모델과 같은 학습률 일정
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         name = "skip" if other_skip else "no-skip"
         loss = train_one_epoch(other, train, optimizer, scheduler, device, epoch,
-                               batch_size=config.batch_size, generator=generator, mean=mean, std=std,
-                               dice_weight=config.dice_weight, max_batches=max_batches,
-                               desc=f"{name} {epoch}")
+                               batch_size=config.batch_size, generator=generator, desc=f"{name} {epoch}",
+                               **options)
         print(f"  [{name}] epoch {epoch} train_loss {loss:.4f}")
-    other_test = evaluate(other, test, device, mean=mean, std=std, dice_weight=config.dice_weight,
-                          max_batches=max_batches)
+    other_test = evaluate(other, test, device, **options)
     seconds = time.perf_counter() - started
     skip_test, no_skip_test = (other_test, main_test) if other_skip else (main_test, other_test)
     keys = ("iou", "dice", "iou_per_image", "boundary_iou", "pixel_accuracy")
@@ -699,7 +735,7 @@ def compare_skip(config: Config, train: SegmentationData, val: SegmentationData,
     return {"skip": skip_test, "no_skip": no_skip_test, "seconds": seconds}
 
 
-def plot_skip_comparison(data: SegmentationData, skip_masks, no_skip_masks, skip_test: dict,
+def plot_skip_comparison(data: segmentation.SegmentationData, skip_masks, no_skip_masks, skip_test: dict,
                          no_skip_test: dict, path: Path, show: bool) -> Path:
     """행마다: 이미지 | 정답 | U-Net(skip) 예측 | no-skip 예측, 그리고 아래에 두 망의 지표 막대."""
     rows = len(data)
@@ -724,7 +760,7 @@ def plot_skip_comparison(data: SegmentationData, skip_masks, no_skip_masks, skip
     bars.set_xticks(positions, ["IoU (dataset)", "IoU (per-image mean)", "boundary IoU (2 px band)"])
     bars.set(ylabel="test score", ylim=(0, 1.3), title="Same data, same epochs")
     bars.legend(loc="upper center", ncol=2)  # 막대 위 빈 자리 (ylim 1.3)에: 막대를 가리지 않게
-    return save_figure(fig, path, show)
+    return viz.save_figure(fig, path, show)
 
 
 # %% [markdown]
@@ -736,44 +772,30 @@ def main(config: Config) -> dict:
     device, out_dir = pick_device(config.device), Path(config.out_dir)
     if config.predict:
         return predict(config, device, out_dir)
-    output_shapes_lesson()
-    transposed_conv_lesson()
-    dice_vs_bce_lesson()
-    metrics_lesson()
+    run_lessons()  # 각 절의 작은 손 계산: 출력 모양, 전치 합성곱, BCE 대 Dice, IoU·Dice
 
     # 1. 데이터 (입력 확인이 학습보다 먼저) -------------------------------------------
-    train, val, test, data_name = load_segmentation_data(
-        config.data, Path(config.data_dir), smoke=config.smoke, size=config.image_size, seed=config.seed,
-        sizes=(config.train_size, config.val_size, config.test_size), val_fraction=config.val_fraction)
+    train, val, test, data_name = prepare_data(config)
     mean, std = channel_stats(train.images)
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None  # --smoke: epoch 마다 학습·평가 배치 하나
     # 학습·평가에 늘 같이 넘기는 것: 정규화 값, 손실의 Dice 비중, --smoke 의 배치 제한
     options = {"mean": mean, "std": std, "dice_weight": config.dice_weight, "max_batches": max_batches}
-    print(f"[데이터] {data_name}: 학습 {len(train)}, 검증 {len(val)}, 시험 {len(test)}장, "
-          f"{config.image_size}x{config.image_size}, 전경 비율 {train.masks.float().mean().item():.1%}")
 
-    # 2. 모델 -------------------------------------------------------------------
-    set_seed(config.seed)
-    model_args = {"in_channels": 3, "classes": 1, "width": config.width, "depth": config.depth,
-                  "skip": config.skip}
-    model = build_model(**model_args).to(device)
-    describe_model(model, config.image_size, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = cosine_schedule(optimizer, epochs,
-                                steps_per_epoch(len(train), config.batch_size, max_batches))
-    loader_generator = torch.Generator().manual_seed(config.seed)
-    extra = {"data": data_name, "image_size": config.image_size, "mean": mean.tolist(), "std": std.tolist()}
+    # 2. 모델과 최적화기(optimizer): 시드 → U-Net(model_args) → Adam + 코사인 일정 ------------
+    steps = steps_per_epoch(len(train), config.batch_size, max_batches)
+    model_args, model, optimizer, scheduler = prepare_model(config, device, epochs, steps)
+    loader_generator = torch.Generator().manual_seed(config.seed)  # 섞기·뒤집기 난수: 체크포인트에 저장
 
     # 3. 학습 (best.pt 는 검증 IoU 가 가장 높은 epoch) -------------------------------
     history = History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,  # noqa: E731
-                                                     generators=[loader_generator], history=history,
-                                                     extra=extra)
+    extra = {"data": data_name, "image_size": config.image_size, "mean": mean.tolist(), "std": std.tolist()}
+    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
+                                                     generators=[loader_generator], history=history)
     # 학습률 일정이 epochs 에 달려 있으므로 --resume 때 --epochs 를 바꾸는 것도 '다른 설정'으로 거절
     start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf, free=FREE_FIELDS - {"epochs"})
+                                        history=history, best=-math.inf)
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -798,23 +820,21 @@ def main(config: Config) -> dict:
     report_test(test_scores, baseline)
 
     # 5. 시각화 ------------------------------------------------------------------
-    plot_training_curves(history.rows, out_dir / "training_curves.png", config.show)
-    examples = test.subset(range(min(FIGURE_EXAMPLES, len(test))))
-    plot_overlays(examples, predict_masks(model, examples.images, device, mean, std),
-                  out_dir / "test_overlays.png", config.show, f"Test images ({data_name})")
+    visualize_results(model, history, test, device, mean, std, out_dir, config.show, data_name)
 
-    # 부록 -----------------------------------------------------------------------
-    comparison = (compare_skip(config, train, val, test, device, mean=mean, std=std, epochs=epochs,
-                               max_batches=max_batches, main_test=test_scores, out_dir=out_dir)
+    # 부록: 반대쪽 망(skip ↔ no-skip)을 같은 예산으로 학습해 비교 (--no-compare 면 생략) -----------
+    comparison = (compare_skip(config, train, test, device, options, epochs, test_scores, out_dir)
                   if config.compare else None)
+    return summarize(config, out_dir, device, data_name, model, test_scores, baseline, comparison,
+                     started=started, train_seconds=train_seconds)
 
-    metrics = collect_metrics(test_scores, baseline, comparison)
-    write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data_name, device=device,
-                     seconds=time.perf_counter() - started, parameters=count_parameters(model),
-                     metrics=metrics, headline="test_iou",
-                     timing={"train_seconds": round(train_seconds, 2),
-                             "compare_seconds": round(comparison["seconds"], 2) if comparison else None})
-    return metrics
+
+def run_lessons() -> None:
+    """학습 전의 작은 손 계산 넷 (몇 ms): 0절 출력 모양, 2-1절 전치 합성곱, 3절 BCE 대 Dice, 4절 IoU·Dice."""
+    output_shapes_lesson()
+    transposed_conv_lesson()
+    dice_vs_bce_lesson()
+    metrics_lesson()
 
 
 def report_test(scores: dict, baseline: dict) -> None:
@@ -839,6 +859,18 @@ def collect_metrics(test: dict, baseline: dict, comparison: dict | None) -> dict
         for name in ("skip", "no_skip"):
             for key in ("iou", "iou_per_image", "dice", "boundary_iou"):
                 metrics[f"{name}_test_{key}"] = round(comparison[name][key], 6)
+    return metrics
+
+
+def summarize(config: Config, out_dir: Path, device, data_name: str, model, test_scores: dict, baseline: dict,
+              comparison: dict | None, *, started: float, train_seconds: float) -> dict:
+    """metrics.json (지표, 파라미터 수, 걸린 시간, 설정)을 쓰고 지표 dict 를 돌려줍니다."""
+    metrics = collect_metrics(test_scores, baseline, comparison)
+    write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data_name, device=device,
+                     seconds=time.perf_counter() - started, metrics=metrics, headline="test_iou",
+                     parameters=sum(p.numel() for p in model.parameters()),
+                     timing={"train_seconds": round(train_seconds, 2),
+                             "compare_seconds": round(comparison["seconds"], 2) if comparison else None})
     return metrics
 
 

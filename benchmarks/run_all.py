@@ -4,6 +4,7 @@
     python benchmarks/run_all.py --only 01,02
     python benchmarks/run_all.py --only 01 --data real --data-dir ../shared/data/mnist
     python benchmarks/run_all.py --docs-only              # 측정 없이 문서의 숫자만 다시 씀
+    python benchmarks/run_all.py --only 03,08 --nproc 2   # torchrun 2 프로세스(DDP)로: 03·08 만 지원
 
 결과는 benchmarks/results.json 에 (장, 플래그)별로 쌓입니다: 시드마다의 측정(`runs`)과, 숫자 지표마다
 중앙값·최솟값·최댓값(`metrics`), 벽시계 시간과 최대 메모리의 같은 요약. 그다음 RESULTS.md, 각 장
@@ -52,9 +53,26 @@ def machine_description() -> dict:
             "torch": torch.__version__, "gpu": gpu}
 
 
-def run_once(script: Path, args: list[str], out_dir: Path) -> dict:
-    """한 번 실행: 벽시계 시간(wall seconds), 자식 프로세스의 최대 상주 메모리(peak RSS), 실행 기록."""
-    command = [sys.executable, str(script), *args, "--out-dir", str(out_dir)]
+DDP_CHAPTERS = {"03", "08"}  # torchrun + DistributedDataParallel 을 지원하는 장 (--nproc)
+
+
+def launcher(nproc: int) -> list[str]:
+    """스크립트 앞에 붙일 명령: 프로세스 하나면 python, 여럿이면 torchrun (= python -m torch.distributed.run).
+
+    torchrun 은 OMP_NUM_THREADS 가 없으면 프로세스마다 1 로 둡니다 (2코어에 2 프로세스 × 1스레드).
+    """
+    if nproc == 1:
+        return [sys.executable]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+
+
+def run_once(script: Path, args: list[str], out_dir: Path, nproc: int = 1) -> dict:
+    """한 번 실행: 벽시계 시간(wall seconds), 자식 프로세스의 최대 상주 메모리(peak RSS), 실행 기록.
+
+    nproc > 1 이면 torchrun 으로 띄웁니다. 최대 메모리는 wait4 가 주는 값이라 프로세스들 중 가장 큰
+    하나의 값입니다 (합이 아님).
+    """
+    command = [*launcher(nproc), str(script), *args, "--out-dir", str(out_dir)]
     env = dict(os.environ, MPLBACKEND="Agg")
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -112,6 +130,9 @@ def main() -> None:
     parser.add_argument("--seeds", default=DEFAULT_SEEDS, help="쉼표로 구분한 시드들: 시드마다 한 번 실행")
     parser.add_argument("--extra", default="", help="각 장에 그대로 넘길 추가 플래그, 예: '--epochs 5'")
     parser.add_argument("--docs-only", action="store_true", help="측정하지 않고 문서의 숫자만 다시 씀")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="프로세스 수: 1 이면 python, 2 이상이면 torchrun --standalone "
+                             f"--nproc_per_node N (DDP 를 지원하는 장만: {', '.join(sorted(DDP_CHAPTERS))})")
     parser.add_argument("--keep-other-seeds", action="store_true",
                         help="results.json 에 이미 있는 다른 시드의 측정을 버리지 않고 합침 "
                              "(예: 시드 42 를 잰 뒤 --seeds 43,44 만 더 잴 때)")
@@ -123,7 +144,14 @@ def main() -> None:
     if not seeds:
         parser.error("--seeds 에 시드가 하나는 있어야 합니다")
 
+    if options.nproc < 1:
+        parser.error(f"--nproc {options.nproc}: 1 이상이어야 합니다")
     wanted = {n.strip() for n in options.only.split(",") if n.strip()}
+    if options.nproc > 1:
+        if wanted - DDP_CHAPTERS:
+            parser.error(f"--nproc {options.nproc}: torchrun(DDP)은 {', '.join(sorted(DDP_CHAPTERS))} 장만 "
+                         f"지원합니다 (--only {options.only})")
+        wanted = wanted or DDP_CHAPTERS
     scripts = [p for p in sorted(ROOT.glob("[0-9][0-9]_*.py")) if not wanted or p.name[:2] in wanted]
     if not scripts:
         parser.error(f"--only {options.only}: 해당하는 장이 없습니다")
@@ -135,12 +163,15 @@ def main() -> None:
     results = json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if RESULTS_JSON.exists() else {}
     machine = machine_description()
     for script in [] if options.docs_only else scripts:
-        key = f"{script.stem} {' '.join(args)}"
+        # 프로세스 수가 다른 측정은 다른 항목 (한 프로세스의 키는 예전 그대로)
+        key = f"{script.stem} {' '.join(args)}" + (f" --nproc {options.nproc}" if options.nproc > 1 else "")
         runs = []
         for seed in seeds:
-            out_dir = ROOT / "outputs" / "benchmarks" / f"{script.stem}_seed{seed}"
-            print(f"[seed {seed}] {script.name} {' '.join(args)} ...", flush=True)
-            run = run_once(script, [*args, "--seed", str(seed)], out_dir)
+            nproc_suffix = f"_nproc{options.nproc}" if options.nproc > 1 else ""
+            out_dir = ROOT / "outputs" / "benchmarks" / f"{script.stem}_seed{seed}{nproc_suffix}"
+            print(f"[seed {seed}] {script.name} {' '.join(args)} (프로세스 {options.nproc}개) ...",
+                  flush=True)
+            run = run_once(script, [*args, "--seed", str(seed)], out_dir, options.nproc)
             record = run["record"]
             runs.append({"seed": seed, "wall_seconds": round(run["seconds"], 1),
                          "peak_mb": round(run["peak_mb"]) if run["peak_mb"] else None,
@@ -155,7 +186,7 @@ def main() -> None:
         timing_names = set.intersection(*(set(numeric_scalars(r["timing"])) for r in runs))
         peaks = [r["peak_mb"] for r in runs if r["peak_mb"] is not None]
         results[key] = {
-            "script": script.name, "args": " ".join(args), "data": runs[0]["data"],
+            "script": script.name, "args": " ".join(args), "nproc": options.nproc, "data": runs[0]["data"],
             "device": record["device"], "headline": record["headline"]["name"],
             "seeds": [r["seed"] for r in runs],
             "metrics": {n: summarize([r["metrics"][n] for r in runs]) for n in sorted(metric_names)},
@@ -203,6 +234,8 @@ def entry_lines(entry: dict) -> list[str]:
     """한 (장, 플래그) 결과를 두 줄로: 무엇을 어디서 / 숫자들."""
     seeds = ", ".join(str(s) for s in entry["seeds"])
     head = f"`{entry['args']}` · {entry['data']} · {entry['device']} · seeds {seeds}"
+    if entry.get("nproc", 1) > 1:  # torchrun 으로 잰 항목만 표시 (한 프로세스 항목의 문구는 예전 그대로)
+        head = f"`torchrun --nproc_per_node {entry['nproc']}` " + head
     numbers = [f"{n} {spread(entry['metrics'][n])}" for n in quoted_names(entry)]
     numbers += [f"{n} {spread(v)}" for n, v in entry.get("timing", {}).items()]
     numbers.append(f"wall {spread(entry['wall_seconds'], seconds)} s")
@@ -245,7 +278,8 @@ def readme_table(results: dict) -> list[str]:
         entry = results[key]
         name = entry["headline"]
         peak = f"{entry['peak_mb']['median'] / 1024:.2f}" if entry.get("peak_mb") else "n/a"
-        lines.append(f"| {entry['script']} | `{entry['args']}` | {entry['data']} | {len(entry['seeds'])} | "
+        flags = entry["args"] + (f" (torchrun ×{entry['nproc']})" if entry.get("nproc", 1) > 1 else "")
+        lines.append(f"| {entry['script']} | `{flags}` | {entry['data']} | {len(entry['seeds'])} | "
                      f"{name} {spread(entry['metrics'][name])} | {spread(entry['wall_seconds'], seconds)} | "
                      f"{peak} |")
     machines = {machine_line(e["machine"]) for e in results.values()}

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from conftest import load_chapter, run_script
 
-from utils.data.vision import FASHION_CLASSES, MNIST_MEAN, MNIST_STD, load_mnist_like
+from utils.data.vision import FASHION_CLASSES, MNIST_MEAN, MNIST_STD, load_mnist_like, read_image_as_mnist
 from utils.runtime import run
 
 SCRIPT = "02_neural_networks.py"
@@ -64,6 +64,7 @@ def test_activation_derivatives_hand_values(mod):
 def test_batch_norm_from_scratch_matches_library(mod):
     torch.manual_seed(0)
     x = torch.randn(16, 5) * 2 + 3
+    x[:, 0] = 1e-3 * torch.randn(16)  # 분산(1e-6)이 eps(1e-5)보다 작은 특성: eps 의 자리가 결과를 바꿈
     mod.check_batch_norm(x)  # train/eval 출력, running 통계 갱신
     bn = nn.BatchNorm1d(5)
     for _ in range(3):  # 여러 배치 뒤에도 eval 출력 = running 통계로 정규화
@@ -194,7 +195,7 @@ def test_predict_needs_no_model_flags_after_smoke_run(mod, tmp_path):
     model = mod.build_model(**checkpoint["model_args"])
     model.load_state_dict(checkpoint["model"])
     with torch.no_grad():
-        probabilities = torch.softmax(model.eval()(mod.read_image_as_mnist(tmp_path / "three.png")), dim=1)[0]
+        probabilities = torch.softmax(model.eval()(read_image_as_mnist(tmp_path / "three.png")), dim=1)[0]
     assert result["predicted_class"] == int(probabilities.argmax())
     assert result["probability"] == pytest.approx(float(probabilities.max()), abs=1e-4)
     assert (tmp_path / "predict.png").is_file()
@@ -219,7 +220,7 @@ def test_chapter_trains_and_predicts_on_fashion_layout(mod, tmp_path):
     model, checkpoint = mod.load_trained_model(out_dir / "best.pt", mod.build_model, quick(mod, **config),
                                                "cpu")
     assert checkpoint["extra"]["classes"] == FASHION_CLASSES
-    image = mod.read_image_as_mnist(image_path, center_of_mass=False)
+    image = read_image_as_mnist(image_path, center_of_mass=False)
     with torch.no_grad():
         probabilities = torch.softmax(model(image), dim=1)[0]
     assert result["predicted_name"] == FASHION_CLASSES[int(probabilities.argmax())]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import signal
+import types
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -18,6 +22,7 @@ from utils.synthetic import (
     REVIEW_POSITIVE,
     make_reviews,
 )
+from utils.training import History
 
 SCRIPT = ROOT / "04_rnn_text_classification.py"
 
@@ -60,6 +65,23 @@ def test_vocab_uses_train_split_only_with_min_freq_and_max_size(mod):
     assert mod.build_vocab(train, min_freq=1, max_size=3) == ["<pad>", "<unk>", "film"]
 
 
+def test_truncate_keeps_head_tail_or_both_ends(mod):
+    """--truncate: 긴 리뷰의 앞(head), 끝(tail), 앞 절반 + 끝 절반(both). 홀수 예산은 앞에 하나 더."""
+    tokens = list("abcdefg")  # 7 토큰
+    assert mod.truncate_tokens(tokens, 4, "head") == list("abcd")
+    assert mod.truncate_tokens(tokens, 4, "tail") == list("defg")
+    assert mod.truncate_tokens(tokens, 4, "both") == list("abfg")
+    assert mod.truncate_tokens(tokens, 5, "both") == list("abcfg")
+    assert mod.truncate_tokens(tokens, 7, "tail") == tokens  # 예산 안이면 그대로
+    stoi = {w: i for i, w in enumerate(["<pad>", "<unk>", *"abcdefg"])}
+    assert mod.encode(tokens, stoi, 3, "tail") == [6, 7, 8]
+    assert mod.encode(tokens, stoi, 3) == [2, 3, 4]  # 함수 기본값은 앞에서부터 (예전과 같음)
+    # 분할 전체도 같은 규칙: 끝에 결론이 있는 긴 리뷰에서 결론이 남는지
+    split = mod.encode_split(["a b c d e f g"], [1], stoi, 4, truncate="both")
+    assert split.tokens.tolist() == [[2, 3, 7, 8]] and split.lengths.tolist() == [4]
+    assert mod.Config().truncate == "both"  # 오프라인 리뷰는 200 토큰을 넘지 않아 기본값이 숫자를 바꾸지 않음
+
+
 def test_pad_sequences(mod):
     tokens, lengths = mod.pad_sequences([[5, 6, 7], [8]])
     assert tokens.tolist() == [[5, 6, 7], [8, 0, 0]]
@@ -97,6 +119,38 @@ def test_packed_batch_equals_each_sequence_alone(mod, cell, bidirectional):
     # 모델 안의 검사 함수도 같은 결론
     split = mod.EncodedSplit(tokens, lengths, torch.zeros(3), ["a", "b", "c"])
     assert mod.check_packing(model, split, count=3) > 1e-4
+
+
+def test_pool_over_time_matches_hand_computation_and_skips_padding(mod):
+    """손으로 계산한 예: 리뷰 0 은 길이 2 (세 번째 자리는 pad_packed_sequence 가 채운 0), 리뷰 1 은 길이 3.
+    출력이 모두 음수라 패딩(0)을 빼지 않으면 최댓값이 0 이 되고, 평균은 3 으로 나뉘어 묽어집니다."""
+    outputs = torch.tensor([[[-1.0, -2.0], [-3.0, -0.5], [0.0, 0.0]],
+                            [[1.0, 2.0], [3.0, 4.0], [5.0, 0.0]]])  # (B=2, T=3, F=2)
+    lengths = torch.tensor([2, 3])
+    assert mod.pool_over_time(outputs, lengths, "max").tolist() == [[-1.0, -0.5], [5.0, 4.0]]
+    assert mod.pool_over_time(outputs, lengths, "mean").tolist() == [[-2.0, -1.25], [3.0, 2.0]]
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+@pytest.mark.parametrize("cell,bidirectional", [("lstm", True), ("gru", False)])
+def test_pooling_ignores_padding_and_equals_pooling_each_review_by_hand(mod, pooling, cell, bidirectional):
+    """풀링 모델: 배치 안에서 패딩된 리뷰의 로짓 = 그 리뷰 혼자의 로짓 = 모든 시점 출력을 직접 풀링한 값."""
+    torch.manual_seed(0)
+    model = mod.build_model(20, 8, 6, cell, bidirectional, dropout=0.5, pooling=pooling).eval()
+    sequences = [[3, 4, 5, 6, 7, 8], [9, 2], [4, 4, 4, 11]]
+    tokens, lengths = mod.pad_sequences(sequences)
+    with torch.no_grad():
+        batched = model(tokens, lengths)
+        alone = torch.cat([model(torch.tensor([s]), torch.tensor([len(s)])) for s in sequences])
+        by_hand = []
+        for sequence in sequences:  # 패딩 없는 리뷰 하나: nn.LSTM/GRU 의 모든 시점 출력 (1, T, D*H)
+            outputs, _ = model.rnn(model.embedding(torch.tensor([sequence])))
+            pooled = outputs.amax(dim=1) if pooling == "max" else outputs.mean(dim=1)  # (1, D*H)
+            by_hand.append(model.head(pooled).squeeze(1))  # eval: 드롭아웃 없음
+        by_hand = torch.cat(by_hand)
+    assert torch.allclose(batched, alone, atol=1e-6)
+    assert torch.allclose(batched, by_hand, atol=1e-6)
+    assert model.head.in_features == 6 * (2 if bidirectional else 1)
 
 
 def test_bag_of_words_ignores_order_and_padding(mod):
@@ -243,6 +297,63 @@ def test_ctrl_c_in_epoch_1_then_resume_gives_the_same_metrics(mod, trained_dir, 
     assert mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path), resume=True)) == trained_dir[1]
 
 
+def test_early_stop_counts_epochs_since_the_first_best_accuracy(mod, tmp_path, capsys):
+    history = History(tmp_path / "history.csv")
+    for epoch, accuracy in enumerate([0.5, 0.7, 0.6, 0.7], start=1):  # 0.7 다시: 나아진 것이 아님 (>)
+        history.log(epoch=epoch, val_accuracy=accuracy)
+    assert not mod.early_stop(history, 3, 0.7, 5, "lstm")
+    assert mod.early_stop(history, 2, 0.7, 5, "lstm")
+    assert "epoch 4 에서 멈춥니다" in capsys.readouterr().out
+
+
+def read_rows(path):
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_patience_stops_every_model_after_its_best_and_resume_does_not_train_on(mod, trained_dir, tmp_path):
+    """--patience 1: 기본 실행과 셀 비교의 모든 모델이 '처음으로 나아지지 않은 epoch' 뒤에 멈춤.
+    멈추기 전의 epoch 은 멈추지 않은 실행(trained_dir, 3 epoch 모두)과 숫자까지 같고, 멈춘 실행을 --resume
+    하면 기록(history)으로 같은 판단을 해 더 학습하지 않습니다."""
+    full_dir, full = trained_dir
+    metrics = mod.main(mod.Config(**SMOKE, patience=1, out_dir=str(tmp_path)))
+    stopped = []
+    for name in ("history.csv", "history_bow.csv", "history_rnn.csv", "history_lstm.csv"):  # 기본 셀은 gru
+        full_rows, rows = read_rows(full_dir / name), read_rows(tmp_path / name)
+        accuracies = [float(row["val_accuracy"]) for row in full_rows]
+        # patience 1: 처음으로 앞의 최고를 넘지 못한 epoch 까지 학습하고 멈춤
+        not_better = [e for e in range(2, len(accuracies) + 1)
+                      if accuracies[e - 1] <= max(accuracies[:e - 1])]
+        assert rows == full_rows[: min(not_better + [len(accuracies)])], name
+        if len(rows) < len(full_rows):
+            stopped.append(name)
+    assert "history.csv" in stopped and len(stopped) >= 2, stopped  # 이 설정에서 정말 멈춘 모델들
+    assert metrics["test_accuracy"] == full["test_accuracy"]  # best.pt 는 멈춘 곳보다 앞: 같은 시험 점수
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    again = mod.main(mod.Config(**SMOKE, patience=1, out_dir=str(tmp_path), resume=True))
+    assert again == metrics
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == last["epoch"] < 3
+
+
+def test_verdict_names_the_recipe_flags_not_yet_used(mod):
+    data = types.SimpleNamespace(train=types.SimpleNamespace(labels=torch.zeros(7677)),
+                                 test=types.SimpleNamespace(kinds=None), truncated_fraction=0.3)
+    table = pd.DataFrame({"test_accuracy": {"lstm": 0.725, "bow": 0.750}})
+    lost = mod.verdict_against_bag_of_words(mod.Config(truncate="head"), data, table)
+    assert "이기지 못했습니다" in lost and "결론이 흔히 있는 끝부분" in lost
+    for flag in ("--truncate both", "--bidirectional", "--pooling max", "--epochs 20 --patience 3",
+                 "--embed-dim 128 --hidden-size 128", "--dropout 0.5"):
+        assert flag in lost, flag
+    recipe = mod.Config(bidirectional=True, pooling="max", epochs=20, embed_dim=128, hidden_size=128,
+                        dropout=0.5)
+    all_used = mod.verdict_against_bag_of_words(recipe, data, table)  # 기본 truncate=both: 가운데만 버림
+    assert "--" not in all_used.split("이유:")[1] and "가운데" in all_used and "모두 썼습니다" in all_used
+    no_patience = mod.verdict_against_bag_of_words(dataclasses.replace(recipe, patience=99), data, table)
+    assert "--epochs 20 --patience 3" in no_patience  # 조기 종료를 끈 실행에는 기본 patience 를 권함
+    table.loc["lstm", "test_accuracy"] = 0.7505
+    assert "0.05점 이겼습니다" in mod.verdict_against_bag_of_words(recipe, data, table)
+
+
 def test_same_seed_same_metrics(mod, trained_dir, tmp_path):
     again = mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path)))
     assert again == trained_dir[1]
@@ -371,5 +482,6 @@ def test_pos_neg_line_files_latin1(tmp_path):
 def test_help_lists_chapter_flags():
     result = run_script(SCRIPT, "--help", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    for flag in ("--cell", "--bidirectional", "--predict", "--bow-lr", "--max-vocab", "--min-freq"):
+    for flag in ("--cell", "--bidirectional", "--predict", "--bow-lr", "--max-vocab", "--min-freq",
+                 "--truncate", "--pooling", "--patience"):
         assert flag in result.stdout

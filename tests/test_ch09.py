@@ -12,7 +12,13 @@ from conftest import ROOT, load_chapter, run_script
 from PIL import Image
 from sklearn.metrics import f1_score, jaccard_score
 
-from utils.data.segmentation import load_mask_folder, make_shapes, pair_files, read_mask
+from utils.data.segmentation import (
+    load_mask_folder,
+    load_segmentation_data,
+    make_shapes,
+    pair_files,
+    read_mask,
+)
 from utils.runtime import UserError
 
 SCRIPT = ROOT / "09_unet_segmentation.py"
@@ -225,8 +231,8 @@ def test_bad_folders(ch09, tmp_path, monkeypatch):
     monkeypatch.setattr(utils.data.common, "try_download", lambda fn, **kw: (None, "no network in tests"))
     for folder, needle in cases:
         with pytest.raises(UserError, match=needle):
-            ch09.load_segmentation_data("real", tmp_path / folder, smoke=False, size=32, seed=0,
-                                        sizes=(4, 4, 4), val_fraction=0.2)
+            load_segmentation_data("real", tmp_path / folder, smoke=False, size=32, seed=0,
+                                   sizes=(4, 4, 4), val_fraction=0.2)
     result = run_script(SCRIPT, "--data", "real", "--data-dir", str(tmp_path / "lonely"), "--device", "cpu",
                         "--out-dir", str(tmp_path / "out"))
     _assert_one_line_error(result, "img2.jpg")
@@ -314,6 +320,6 @@ def test_oxford_pet_layout_trimap_and_corrupt_files(ch09, tmp_path):
     assert (len(test), skipped) == (1, 1)
     assert test.masks.shape == (1, 1, 30, 30)
     assert test.masks.sum().item() == pytest.approx(80 * (30 * 30) / (20 * 30), abs=12)  # 동물 + 경계
-    train, val, test, name = ch09.load_segmentation_data("real", tmp_path, smoke=False, size=16, seed=0,
-                                                         sizes=(4, 4, 4), val_fraction=0.3)
+    train, val, test, name = load_segmentation_data("real", tmp_path, smoke=False, size=16, seed=0,
+                                                    sizes=(4, 4, 4), val_fraction=0.3)
     assert name.startswith("Oxford-IIIT Pet") and (len(train), len(val), len(test)) == (1, 1, 1)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, load_chapter, run_script
 
-from utils.data.captcha import KERAS_ALPHABET, generate_captchas, load_captcha_folder, load_captchas
+from utils.data.captcha import KERAS_ALPHABET, Captchas, generate_captchas, load_captcha_folder, load_captchas
 from utils.runtime import UserError
 
 SCRIPT = ROOT / "10_crnn_ctc_captcha.py"
@@ -187,7 +187,7 @@ def test_folder_bad_inputs_are_named(tmp_path, mod):
     assert outcomes == {"train", "error"}
     # 라벨이 시간 축에 비해 너무 길면 어떻게 고칠지 한 줄로
     image = torch.zeros(1, 1, 32, 64, dtype=torch.uint8)
-    long_data = mod.Captchas(image, ["abababababab"], image, ["ab"], image, ["ab"], "ab", "test")
+    long_data = Captchas(image, ["abababababab"], image, ["ab"], image, ["ab"], "ab", "test")
     with pytest.raises(UserError, match="--image-width"):
         mod.check_labels_fit(long_data, time_steps=16)
 

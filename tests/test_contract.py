@@ -36,6 +36,29 @@ def reference_metrics(script: Path, smoke_run) -> dict:
     return metrics_of(out_dir)
 
 
+def final_state(out_dir: Path) -> dict:
+    """last.pt 의 모델·최적화기 상태. 시험 점수는 best.pt 에서 나오므로, best 뒤의 epoch 을 이어 하며
+    생긴 차이(예: 최적화기 상태를 되살리지 않음)는 metrics.json 만으로는 보이지 않을 수 있습니다."""
+    checkpoint = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
+    return {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "optimizer": checkpoint["optimizer"]}
+
+
+def assert_same_state(expected, actual, where: str = "") -> None:
+    """중첩된 dict/list/텐서가 비트 하나까지 같은지."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor) and torch.equal(expected, actual), f"{where} 가 다릅니다"
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict) and expected.keys() == actual.keys(), f"{where} 의 키가 다릅니다"
+        for key in expected:
+            assert_same_state(expected[key], actual[key], f"{where}.{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(expected) == len(actual), f"{where} 의 길이가 다릅니다"
+        for index, (a, b) in enumerate(zip(expected, actual)):
+            assert_same_state(a, b, f"{where}[{index}]")
+    else:
+        assert expected == actual, f"{where}: {expected!r} ≠ {actual!r}"
+
+
 # --- 중단과 이어하기 ---------------------------------------------------------------------------
 @pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
 def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path):
@@ -52,6 +75,8 @@ def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "[이어하기]" in resumed.stdout
     assert metrics_of(tmp_path) == expected
+    _, reference_dir = smoke_run(script)  # 마지막 epoch 의 가중치와 최적화기 상태까지 같아야 함
+    assert_same_state(final_state(reference_dir), final_state(tmp_path), "last.pt")
 
 
 # --- 잘못된 입력 표 ----------------------------------------------------------------------------

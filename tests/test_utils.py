@@ -281,11 +281,12 @@ def test_history_logs_rows_and_csv(tmp_path):
     assert lines[0] == "epoch,train_loss,val_acc" and lines[3].startswith("3,")
 
 
-def test_epochs_since_best():
-    rows = [{"val_loss": v} for v in (1.0, 0.8, 0.9, 0.8, 0.85)]
-    assert training.epochs_since_best(rows, "val_loss", "min") == 3  # 같은 값(0.8)은 나아진 게 아님
-    assert training.epochs_since_best(rows, "val_loss", "max") == 4
-    assert training.epochs_since_best([], "val_loss", "min") == 0
+def test_epochs_since_best(tmp_path):
+    history = training.History(tmp_path / "history.csv")
+    assert history.epochs_since_best("val_loss", "min") == 0
+    history.rows = [{"val_loss": v} for v in (1.0, 0.8, 0.9, 0.8, 0.85)]
+    assert history.epochs_since_best("val_loss", "min") == 3  # 같은 값(0.8)은 나아진 게 아님
+    assert history.epochs_since_best("val_loss", "max") == 4
 
 
 def test_progress_sends_a_real_sigint_where_the_test_asks(monkeypatch):

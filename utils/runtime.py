@@ -56,6 +56,10 @@ class RunConfig:
     """모든 장에 공통인 실행 플래그. 각 장의 `Config` 가 이를 상속해 하이퍼파라미터를 더합니다."""
 
     chapter: ClassVar[str] = "chapter"  # 각 장이 덮어씀: 출력 폴더 outputs/<chapter>/, 체크포인트 주인 표시
+    # --resume 때 체크포인트와 달라도 되는 플래그. 학습률 스케줄이 총 epoch 수에 묶인 장은
+    # `resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}` 로 좁힙니다.
+    resume_free: ClassVar[frozenset[str]] = frozenset({"epochs", "resume", "show", "out_dir",
+                                                       "device", "predict"})
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: cuda → mps → cpu 순으로 고름
     seed: int = 42  # 같은 시드 + 같은 장치(CPU) → 같은 숫자
     data: Literal["auto", "real", "offline"] = "auto"  # auto: 실제 데이터가 없으면 오프라인 대체 데이터
@@ -89,7 +93,13 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse 의 오류(사용법 여러 줄 + error:)를 "오류: ..." 한 줄로 바꾼 것. 종료 코드는 그대로 2."""
 
     def error(self, message: str):
-        self.exit(2, f"오류: {message} (사용법: --help)\n")
+        self.exit(2, f"오류: {message} (사용법: --help)\n" if reports_errors() else None)
+
+
+def reports_errors() -> bool:
+    """오류·중단 한 줄을 쓸 프로세스인지. torchrun 아래에서는 모든 프로세스가 같은 오류로 멈추므로
+    기계마다 LOCAL_RANK 0 하나만 씁니다 (한 기계 = 한 줄). torchrun 이 아니면 늘 True."""
+    return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def build_parser(config_cls: type, description: str | None = None) -> argparse.ArgumentParser:
@@ -129,9 +139,8 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
 def parse_config(config_cls: type, argv: list[str] | None = None):
     """명령줄을 읽어 `config_cls` 인스턴스를 돌려줍니다.
 
-    잘못된 값(`--epochs -1`, 모르는 플래그, 허용되지 않는 장치)은 argparse 가 한 줄로
-    알리고 종료 코드 2로 끝냅니다. 또한 `UserError` 를 한 줄로 출력하는 예외 훅을 설치하고,
-    `--show` 가 아니면 matplotlib 을 화면 없는 Agg 백엔드로 둡니다.
+    잘못된 값(`--epochs -1`, `--lr nan`, 모르는 플래그, 허용되지 않는 장치, Config.__post_init__ 이
+    거절한 값)은 argparse 가 한 줄로 알리고 종료 코드 2로 끝냅니다. 전역 상태는 바꾸지 않습니다.
     """
     main_doc = (getattr(sys.modules.get("__main__"), "__doc__", None) or "").strip()
     parser = build_parser(config_cls, description=main_doc.split("\n")[0] or None)
@@ -182,9 +191,11 @@ def run(main, config_cls: type, argv: list[str] | None = None):
     """스크립트의 진입점: 플래그 → Config → 출력 폴더 확인 → `main(config)`.
 
     - 노트북(Jupyter, VS Code)에서는 커널의 인자를 읽지 않고 `Config` 의 기본값을 씁니다.
-    - 사용자가 고칠 수 있는 문제(UserError, 잘못된 플래그)는 "오류: ..." 한 줄과 종료 코드 2.
+    - 사용자가 고칠 수 있는 문제(UserError, 잘못된 플래그)는 "오류: ..." 한 줄과 종료 코드 2
+      (torchrun 아래에서는 기계마다 한 프로세스만 그 줄을 씀: `reports_errors`).
     - 어디서든 Ctrl+C 는 한 줄과 종료 코드 130 (128 + SIGINT, 셸의 관례).
     - 그 밖의 예외는 버그이므로 평소처럼 traceback 을 보여 줍니다.
+    - torchrun(DDP) 의 프로세스 그룹은 어떻게 끝나든 마지막에 닫습니다 (utils/distributed.end).
     """
     if argv is None:
         argv = [] if in_notebook() else sys.argv[1:]
@@ -193,15 +204,21 @@ def run(main, config_cls: type, argv: list[str] | None = None):
         config.out_dir = str(prepare_out_dir(config))
         return main(config)
     except UserError as error:
-        print(f"오류: {error}", file=sys.stderr)
+        if reports_errors():
+            print(f"오류: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except BrokenPipeError:  # `python 0X.py | head` 처럼 읽는 쪽이 먼저 닫힘: 조용히 끝냄
         sys.stderr.close()
         raise SystemExit(0) from None
     except KeyboardInterrupt:
-        print("\n중단되었습니다 (Ctrl+C). 학습 중이었다면 --resume 으로 이어서 할 수 있습니다.",
-              file=sys.stderr)
+        if reports_errors():
+            print("\n중단되었습니다 (Ctrl+C). 학습 중이었다면 --resume 으로 이어서 할 수 있습니다.",
+                  file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        from utils.distributed import end  # 여기서 읽음: utils.distributed 가 이 모듈을 import 함
+
+        end()  # torchrun(DDP) 의 프로세스 그룹을 닫음: 정상 종료·오류·Ctrl+C 모두. 그룹이 없으면 아무 일 없음
 
 
 def pick_device(name: str = "auto") -> torch.device:

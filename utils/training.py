@@ -8,6 +8,9 @@ model·optimizer·scheduler·scaler 의 state_dict, 끝난 epoch, 최고 지표(
 상태(rng: 전역 + DataLoader 의 generator), 예측에 필요한 것(extra), epoch 별 기록(history).
 새 학습은 첫 걸음 전에 last.pt(epoch 0)를 쓰고 epoch 경계에서만 다시 쓰므로, CPU 에서 어디서 끊든
 `--resume` 결과는 끊지 않은 학습과 같습니다 (tests/test_contract.py 가 모든 장에서 확인합니다).
+
+여러 프로세스(torchrun + DDP, 03·08장)에서는 파일(history.csv, 처음의 last.pt)을 rank 0 만 쓰고, 체크포인트는
+rank 0 이 읽어 모든 프로세스에 나눠 줍니다 (utils/distributed.py). 프로세스 하나면 달라지는 것이 없습니다.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from utils.distributed import is_main, run_on_main
 from utils.runtime import UserError
 
 
@@ -37,8 +41,9 @@ def progress(iterable, desc: str, total: int | None = None):
     걸음에서 자기 자신에게 진짜 SIGINT(Ctrl+C)를 보냅니다. 중단·이어하기 시험이 시간에 기대지 않고
     정해진 곳에서 끊기게 하려는 것이며, 변수가 없으면 아무 일도 하지 않습니다.
     """
-    # disable=None: 터미널이 아니면(로그 파일, 테스트) 막대를 그리지 않습니다.
-    bar = tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)
+    # disable=None: 터미널이 아니면(로그 파일, 테스트) 막대를 그리지 않습니다. DDP 에서는 rank 0 만 그립니다.
+    bar = tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+               disable=None if is_main() else True)
     target = os.environ.get("TUTORIAL_SIGINT_AT", "")
     if not target or target.rpartition(":")[0] != desc:
         return bar
@@ -85,8 +90,20 @@ class History:
     def column(self, name: str) -> list[float]:
         return [row[name] for row in self.rows if name in row]
 
+    def epochs_since_best(self, key: str, mode: str = "max") -> int:
+        """조기 종료(early stopping)용: `key` 가 처음 최고값을 찍은 뒤 지난 epoch 수.
+
+        같은 값은 나아진 것으로 치지 않습니다 (run 블록의 `>` 와 같음). 기록(history)은 체크포인트에
+        들어 있으므로 이어하기 뒤에도 같은 판단을 합니다.
+        """
+        values = self.column(key)
+        if not values:
+            return 0
+        best_value = max(values) if mode == "max" else min(values)
+        return len(values) - 1 - values.index(best_value)
+
     def save(self) -> None:
-        if not self.rows:
+        if not self.rows or not is_main():  # DDP: 모든 프로세스가 같은 기록을 갖되 파일은 rank 0 만 씀
             return
         fieldnames = list(dict.fromkeys(k for row in self.rows for k in row))
         tmp_path = self.path.with_suffix(".csv.tmp")
@@ -116,8 +133,7 @@ def _format_metric(name: str, value) -> str:
 # ---------------------------------------------------------------------------
 CHECKPOINT_KEYS = ("chapter", "model_args", "model", "optimizer", "scheduler", "scaler", "epoch", "best",
                    "config", "rng", "extra", "history")
-# 이어하기 때 달라도 되는 설정: 결과를 바꾸지 않거나(--device, --show, --out-dir) 더 학습하려는 것(--epochs).
-FREE_FIELDS = frozenset({"epochs", "resume", "show", "out_dir", "device", "predict"})
+# 이어하기 때 달라도 되는 설정은 각 장 Config 의 `resume_free` (utils/runtime.py 의 RunConfig 참고).
 
 
 def rng_states(generators=()) -> dict:
@@ -190,7 +206,10 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
 
     `os.replace` 는 같은 폴더 안에서 원자적이므로, 쓰는 도중에 중단되어도 `path` 에는
     이전의 온전한 파일이나 새 온전한 파일 중 하나만 남습니다.
+    DDP(torchrun): rank 0 만 쓰고 다른 프로세스에서는 아무 일도 하지 않습니다 (모두 같은 모델이므로).
     """
+    if not is_main():
+        return
     path = Path(path)
     tmp_path = path.with_name(path.name + ".tmp")
     try:
@@ -231,7 +250,7 @@ def load_checkpoint(path: Path, config, *, purpose: str = "resume") -> dict:
     return checkpoint
 
 
-def setting_differences(saved: dict, current: dict, free=FREE_FIELDS) -> list[str]:
+def setting_differences(saved: dict, current: dict, free=()) -> list[str]:
     """두 설정 dict 의 다른 항목을 "이름: 저장값 → 지금값" 으로 (free 에 든 이름은 건너뜀)."""
     names = sorted((set(saved) | set(current)) - set(free))
     return [f"{name}: {saved.get(name)!r} → {current.get(name)!r}"
@@ -239,7 +258,7 @@ def setting_differences(saved: dict, current: dict, free=FREE_FIELDS) -> list[st
 
 
 def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), history=None,
-                    best: float, free=FREE_FIELDS) -> tuple[int, float]:
+                    best: float, free=None) -> tuple[int, float]:
     """이어하기 또는 새 시작. (시작할 epoch, 지금까지의 best) 를 돌려줍니다.
 
     - 새 시작: 첫 걸음 전에 last.pt(epoch 0)를 씁니다. 그래서 epoch 1 도중에 Ctrl+C 를 눌러도
@@ -248,19 +267,13 @@ def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), histor
       last.pt 가 아직 없으면(첫 저장 전에 멈춤) 처음부터 시작한다고 한 줄로 알립니다.
       모델 인자나 데이터 설정이 지금 플래그와 다르면 다른 점을 나열하며 거절합니다 (--epochs 는 허용).
     checkpoint_fn(epoch, best) 는 각 장이 만드는 `make_checkpoint(...)` 호출입니다.
+    free: 달라도 되는 플래그 이름들 (기본: 그 장 Config 의 `resume_free`).
     """
+    free = config.resume_free if free is None else free
     path = Path(config.out_dir) / "last.pt"
-    if config.resume and path.exists():
-        saved = load_checkpoint(path, config, purpose="resume")
-        current = checkpoint_fn(0, best)
-        differences = setting_differences(saved["config"], current["config"], free)
-        differences += [f"model_args.{d}" for d in setting_differences(saved["model_args"],
-                                                                      current["model_args"], ())]
-        if saved["extra"].get("data") != current["extra"].get("data"):
-            differences.append(f"data: {saved['extra'].get('data')!r} → {current['extra'].get('data')!r}")
-        if differences:
-            raise UserError(f"{path} 는 다른 설정으로 학습되었습니다 ({'; '.join(differences)}). "
-                            "같은 설정으로 --resume 하거나 다른 --out-dir 로 새로 학습하세요.")
+    # DDP: rank 0 이 읽고 확인해 모든 프로세스에 나눠 줌 (두 번째 기계에는 last.pt 가 없을 수 있음)
+    saved = run_on_main(lambda: _checked_resume_checkpoint(path, config, checkpoint_fn, best, free))
+    if saved is not None:
         for key, obj in state.items():
             if obj is not None and saved.get(key) is not None:
                 obj.load_state_dict(saved[key])
@@ -272,8 +285,25 @@ def resume_or_start(config, checkpoint_fn, state: dict, *, generators=(), histor
         return saved["epoch"] + 1, saved["best"]
     if config.resume:
         print(f"[이어하기] {path} 가 아직 없어(첫 저장 전에 멈춤) 처음부터 시작합니다.")
-    save_checkpoint(path, checkpoint_fn(0, best))
+    save_checkpoint(path, checkpoint_fn(0, best))  # DDP: rank 0 만 씀
     return 1, best
+
+
+def _checked_resume_checkpoint(path: Path, config, checkpoint_fn, best: float, free) -> dict | None:
+    """--resume 이고 last.pt 가 있으면 읽어서 지금 설정과 맞는지 확인한 dict, 아니면 None."""
+    if not (config.resume and path.exists()):
+        return None
+    saved = load_checkpoint(path, config, purpose="resume")
+    current = checkpoint_fn(0, best)
+    differences = setting_differences(saved["config"], current["config"], free)
+    differences += [f"model_args.{d}" for d in setting_differences(saved["model_args"],
+                                                                  current["model_args"], ())]
+    if saved["extra"].get("data") != current["extra"].get("data"):
+        differences.append(f"data: {saved['extra'].get('data')!r} → {current['extra'].get('data')!r}")
+    if differences:
+        raise UserError(f"{path} 는 다른 설정으로 학습되었습니다 ({'; '.join(differences)}). "
+                        "같은 설정으로 --resume 하거나 다른 --out-dir 로 새로 학습하세요.")
+    return saved
 
 
 def load_trained_model(path: Path, build_model, config, device, purpose: str = "predict"):
@@ -282,7 +312,8 @@ def load_trained_model(path: Path, build_model, config, device, purpose: str = "
     --predict 와 시험 평가가 같은 함수를 씁니다. 원래 학습 플래그를 다시 줄 필요가 없습니다.
     반환값: (model, checkpoint dict)
     """
-    checkpoint = load_checkpoint(path, config, purpose=purpose)
+    # DDP: rank 0 이 읽어 모든 프로세스에 나눠 줌 (resume_or_start 와 같은 까닭)
+    checkpoint = run_on_main(lambda: load_checkpoint(path, config, purpose=purpose))
     model = build_model(**checkpoint["model_args"])
     try:
         model.load_state_dict(checkpoint["model"])
@@ -290,19 +321,6 @@ def load_trained_model(path: Path, build_model, config, device, purpose: str = "
         raise UserError(f"{path} 의 가중치가 모델과 맞지 않습니다 "
                         f"({str(error).splitlines()[0][:160]}). 지우고 다시 학습하세요.") from None
     return model.to(device).eval(), checkpoint
-
-
-def epochs_since_best(rows: list[dict], key: str, mode: str = "max") -> int:
-    """조기 종료(early stopping)용: 기록에서 `key` 가 처음 최고값을 찍은 뒤 지난 epoch 수.
-
-    같은 값은 나아진 것으로 치지 않습니다 (run 블록의 `>` 와 같음). 기록(history)은 체크포인트에
-    들어 있으므로 이어하기 뒤에도 같은 판단을 합니다.
-    """
-    values = [row[key] for row in rows if key in row]
-    if not values:
-        return 0
-    best_value = max(values) if mode == "max" else min(values)
-    return len(values) - 1 - values.index(best_value)
 
 
 def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:

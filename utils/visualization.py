@@ -30,16 +30,18 @@ def save_figure(fig: plt.Figure, path: Path, show: bool = False) -> Path:
 
 
 def plot_history(rows: list[dict], path: Path, show: bool = False,
-                 title: str = "Training history") -> Path:
-    """history 의 손실(loss)과 정확도(acc) 곡선. `rows` 는 `History.rows`.
+                 title: str = "Training history", metrics: list[str] | None = None,
+                 metric_label: str = "accuracy") -> Path:
+    """history 의 손실(loss) 곡선과 지표 곡선. `rows` 는 `History.rows`.
 
-    이름에 'loss' 가 든 열은 왼쪽, 'acc' 가 든 열은 오른쪽 그래프에 그립니다.
+    이름에 'loss' 가 든 열은 왼쪽, 'acc' 가 든 열(또는 `metrics` 로 고른 열, 예: ["val_rmse"])은
+    오른쪽 그래프에 그립니다.
     """
     epochs = [row["epoch"] for row in rows]
     keys = list(dict.fromkeys(k for row in rows for k in row if k != "epoch"))
     loss_keys = [k for k in keys if "loss" in k]
-    acc_keys = [k for k in keys if "acc" in k]
-    panels = [(loss_keys, "loss"), (acc_keys, "accuracy")]
+    acc_keys = [k for k in keys if "acc" in k] if metrics is None else [k for k in metrics if k in keys]
+    panels = [(loss_keys, "loss"), (acc_keys, metric_label)]
     panels = [(group, label) for group, label in panels if group]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (group, label) in zip(axes[0], panels):
