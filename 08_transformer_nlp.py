@@ -71,6 +71,9 @@
       test_bleu 100 · test_bleu_lowercase_tokens 100 · test_bleu_beam 100
       tokens_per_second 12,696 (12,683–12,745) · train_seconds 50.7 (50.51–50.84)
       wall 62.2 (62.0–62.7) s · peak 1.05 GB
+    - `--data real --data-dir ../shared/data/multi30k` · Multi30k de→en (real) · cpu · seeds 42
+      test_bleu 33.26 · test_bleu_lowercase_tokens 35.58 · test_bleu_beam 36.08
+      tokens_per_second 997.4 · train_seconds 2443 · wall 2659 s · peak 2.89 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
