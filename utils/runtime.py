@@ -176,7 +176,8 @@ def prepare_out_dir(config: RunConfig) -> Path:
     out_dir = Path(config.out_dir) if config.out_dir else Path("outputs") / config.chapter
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out-dir {out_dir} 는 폴더가 아니라 파일입니다. 다른 폴더를 지정하세요.")
-    probe = out_dir / ".write_test.tmp"
+    # 프로세스마다 다른 이름: torchrun 의 프로세스들이 한 폴더를 동시에 확인해도 서로의 파일을 지우지 않음
+    probe = out_dir / f".write_test.{os.getpid()}.tmp"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
