@@ -64,6 +64,10 @@
     - `--data offline` · procedural colour shapes (offline fallback) · cpu · seeds 42, 43, 44
       test_accuracy 0.9977 (0.9977–0.998) · mlp_test_accuracy 0.51 (0.4967–0.544)
       train_images_per_second 2267 (2266–2328) · wall 131 (130–133) s · peak 1.39 GB
+    - `torchrun --nproc_per_node 2` `--data offline` · procedural colour shapes (offline fallback) · cpu
+      seeds 42
+      test_accuracy 0.9978 · mlp_test_accuracy 0.517 · processes 2 · train_images_per_second 1936
+      wall 162 s · peak 1.53 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     깊이 실험 (150 배치 뒤 학습 손실, 계약 개편 뒤 1회, 붐비는 기계): 평범한 8층 2.00, 평범한 32층 2.30,

@@ -71,6 +71,10 @@
       test_bleu 100 · test_bleu_lowercase_tokens 100 · test_bleu_beam 100
       tokens_per_second 12,696 (12,683–12,745) · train_seconds 50.7 (50.51–50.84)
       wall 62.2 (62.0–62.7) s · peak 1.05 GB
+    - `torchrun --nproc_per_node 2` `--data offline` · procedural English→Korean (offline) · cpu
+      seeds 42
+      test_bleu 100 · test_bleu_lowercase_tokens 100 · test_bleu_beam 100 · processes 2
+      tokens_per_second 11,843 · train_seconds 54.44 · wall 68.8 s · peak 1.04 GB
     - `--data real --data-dir ../shared/data/multi30k` · Multi30k de→en (real) · cpu · seeds 42
       test_bleu 33.26 · test_bleu_lowercase_tokens 35.58 · test_bleu_beam 36.08
       tokens_per_second 997.4 · train_seconds 2443 · wall 2659 s · peak 2.89 GB

@@ -36,7 +36,8 @@
       test_sequence_accuracy 0.991 (0.982–0.996) · test_cer 0.0018 (0.0008–0.0036)
       train_sequence_accuracy 0.997 (0.994–0.999) · data_seconds 19.77 (19.11–19.88)
       train_images_per_second 368 (366.8–368.6) · wall 195 (194–196) s · peak 1.28 GB
-    - `--data real --data-dir outputs/lookalike_captchas` · captcha folder lookalike_captchas (1040 images, 5-char, real) · cpu · seeds 42, 43, 44
+    - `--data real --data-dir outputs/lookalike_captchas`
+      captcha folder lookalike_captchas (1040 images, 5-char, real) · cpu · seeds 42, 43, 44
       test_sequence_accuracy 0.9519 (0.9519–0.9615) · test_cer 0.01154 (0.009615–0.01154)
       train_sequence_accuracy 1 · data_seconds 0.24 (0.19–0.25)
       train_images_per_second 368.5 (363.1–369.7) · wall 172 (171–174) s · peak 1.11 GB

@@ -249,7 +249,9 @@ def docstring_block(results: dict, script_name: str) -> list[str]:
     lines = [f"    {BLOCK_BEGIN} benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)"]
     for entry in entries:
         head, numbers = entry_lines(entry)
-        lines.append(f"    - {head}")
+        head_chunks = wrap(head, 100)  # 긴 데이터 이름도 한 줄 110자(ruff) 안에
+        lines.append(f"    - {head_chunks[0]}")
+        lines += [f"      {chunk}" for chunk in head_chunks[1:]]
         lines += [f"      {chunk}" for chunk in wrap(numbers, 96)]
     if entries:
         lines.append(f"    - 기계: {machine_line(entries[0]['machine'])}")
