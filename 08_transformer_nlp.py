@@ -88,9 +88,11 @@
       (2-core CPU, 다른 작업 여럿과 나눠 써서 벽시계로는 19분이 걸린 측정).
     - Multi30k test_2016_flickr (--data real, base 모델 7.6M 파라미터, 어휘 de 8,018 / en 6,278,
       6 epoch): 목표 sacreBLEU ≥ 35. 측정한 것: 1 스레드로 epoch 하나(배치 128 × 227걸음 + 검증)에
-      CPU 시간 약 4분 15초; 검증 손실 epoch 1 → 2: 3.21 → 2.31 (혼잡도 24.8 → 10.1); epoch 2 의
-      best.pt 로 시험 sacreBLEU 25.6, 소문자 토큰 BLEU 26.0 (탐욕, 1,000 문장 해독에 CPU 28초).
-      6 epoch 의 BLEU 는 아직 미측정 (CPU 를 열 개 넘는 작업과 나눠 써서 끝나지 않았음; 벤치마크가 채웁니다).
+      CPU 시간 약 4분 15초. 6 epoch 끝까지 (위 [results] 의 Multi30k 줄, seed 42): 검증 혼잡도
+      24.8 → 10.1 → 7.6 → 6.5 → 5.9 → 5.6, best.pt = epoch 6 으로 시험 sacreBLEU 33.3 (탐욕),
+      36.1 (빔 4); 소문자 토큰 BLEU 35.6 / 36.7 (bentrevett 튜토리얼의 36.5 와 같은 정의).
+      탐욕 해독은 목표 35 에 못 미치고 빔 4 가 넘습니다. 처음 잰 실행은 1 스레드로 다른 작업과 CPU 를
+      나눠 44분 걸렸습니다 (벤치마크의 시간은 위 [results] 블록).
     - --predict 예 (오프라인 best.pt): "The tall student reads a book." → "키 큰 학생은 책을 읽는다."
 """
 
