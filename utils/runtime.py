@@ -249,11 +249,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)  # CUDA 가 있으면 모든 GPU 도 함께 고정됩니다
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """학습되는(requires_grad) 파라미터 수."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def library_versions() -> dict[str, str]:
     """실행 기록에 남길 라이브러리 버전."""
     import torchvision
