@@ -58,19 +58,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, random_split
 
+from utils import training  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
 from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 한 모듈에 모아 둠: viz.save_figure(...)
 from utils.data import vision  # MNIST 불러오기·정규화 상수·이미지 읽기: vision.load_mnist_like(...)
 from utils.data.tabular import load_housing
 from utils.runtime import RunConfig, pick_device, run, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양 글자(shape letters): B=배치 크기, D=입력 특성 수, K=클래스 수(10)
 IMAGE_PIXELS = 28 * 28  # MLP 는 28x28 이미지를 784개 숫자로 펴서 받습니다
@@ -332,7 +324,7 @@ def housing_regression(config: Config, device: torch.device, out_dir: Path) -> d
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            check_finite(loss, epoch=1, step=step)
+            training.check_finite(loss, epoch=1, step=step)
         with torch.no_grad():
             prediction = model(x_test).squeeze(1).cpu().numpy() * y_std + y_mean  # 원래 단위로
         predictions[name] = prediction
@@ -459,7 +451,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, max_batches: i
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
     loss_sum = torch.zeros((), device=device)  # .item() 은 GPU 를 기다리므로 합만 모았다가 끝에 한 번
     seen = 0
-    for step, (inputs, targets) in enumerate(progress(batches, desc=f"epoch {epoch}", total=total)):
+    for step, (inputs, targets) in enumerate(training.progress(batches, desc=f"epoch {epoch}", total=total)):
         inputs, targets = inputs.to(device), targets.to(device)  # 데이터는 CPU, 배치만 장치로
         logits = model(inputs)  # (B, K)
         # 교차 엔트로피(cross entropy) = -log softmax(logit)[정답]. softmax 와 log 를 함께 계산해 안정적.
@@ -467,13 +459,13 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, max_batches: i
         optimizer.zero_grad()  # .grad 는 backward 마다 더해지므로(누적) 배치마다 비움
         loss.backward()
         optimizer.step()
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         loss_sum += loss.detach() * len(targets)
         seen += len(targets)
     return (loss_sum / seen).item()
 
 
-def early_stop(history: History, patience: int, best: float, epoch: int) -> bool:
+def early_stop(history: training.History, patience: int, best: float, epoch: int) -> bool:
     """조기 종료(early stopping): 검증 정확도가 patience epoch 동안 최고 기록을 넘지 못했으면 알리고 True.
 
     기록(history)만으로 판단하므로 --resume 으로 이어 한 뒤에도 끊지 않은 학습과 같은 곳에서 멈춥니다.
@@ -528,8 +520,8 @@ def evaluate_best(config: Config, test_loader, data, device, max_batches):
 
     반환값: (best.pt 의 모델, 시험 지표 {"loss", "accuracy"}, best.pt 체크포인트 dict)
     """
-    model, best_checkpoint = load_trained_model(Path(config.out_dir) / "best.pt", build_model, config, device,
-                                                purpose="test")
+    model, best_checkpoint = training.load_trained_model(Path(config.out_dir) / "best.pt", build_model,
+                                                         config, device, purpose="test")
     test = evaluate(model, test_loader, device, max_batches)
     print(f"  시험(test): 손실 {test['loss']:.4f}, 정확도 {test['accuracy']:.4f} "
           f"(우연 수준 {1 / len(data.classes):.2f}), best.pt = epoch {best_checkpoint['epoch']} "
@@ -537,7 +529,7 @@ def evaluate_best(config: Config, test_loader, data, device, max_batches):
     return model, test, best_checkpoint
 
 
-def summarize(test: dict, best_checkpoint: dict, history: History, patience: int) -> dict:
+def summarize(test: dict, best_checkpoint: dict, history: training.History, patience: int) -> dict:
     """실행 기록(metrics.json)에 남길 MLP 의 숫자: 시험 점수, best.pt 의 epoch, 조기 종료 여부."""
     return {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
             "best_val_accuracy": best_checkpoint["best"], "best_epoch": best_checkpoint["epoch"],
@@ -590,7 +582,7 @@ def predict(config: Config, device: torch.device) -> dict:
     체크포인트를 먼저 읽습니다: best.pt 가 없거나 망가졌으면 입력과 상관없이 그 사실을 먼저 알립니다.
     """
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device)
     classes = checkpoint["extra"]["classes"]
     # (1, 1, 28, 28): 없는 파일·폴더·이미지가 아닌 파일 → 한 줄 오류
     image = vision.read_image_as_mnist(config.predict)
@@ -645,13 +637,13 @@ def main(config: Config) -> dict:
     # 3. 학습: 검증 정확도가 가장 좋은 epoch 을 best.pt 로, 매 epoch 끝에 last.pt (이어하기용)
     epochs = min(config.epochs, 3) if config.smoke else config.epochs
     max_batches = 1 if config.smoke else None  # --smoke: 학습·평가 모두 배치 하나
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer}
     extra = {"data": data.name, "classes": data.classes}  # --predict 가 모델 말고 더 필요한 것
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[loader_generator], history=history)
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, extra=extra, generators=[loader_generator], history=history)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                                 history=history, best=-math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
             if early_stop(history, config.patience, best, epoch):  # 검증 정확도가 더 나아지지 않음
@@ -661,8 +653,8 @@ def main(config: Config) -> dict:
             history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()})
             if val["accuracy"] > best:  # 클수록 좋음; 같으면 먼저 도달한 epoch 을 남김
                 best = val["accuracy"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None

@@ -56,18 +56,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.metrics import classification_report, confusion_matrix
 
+from utils import training  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
 from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 한 모듈에 모아 둠: viz.plot_curves(...)
 from utils.data import vision  # Fashion-MNIST 불러오기·정규화 상수·이미지 읽기: vision.load_mnist_like(...)
 from utils.runtime import RunConfig, pick_device, run, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양(shape) 글자: B=배치, D=입력 픽셀 수(28*28=784), H=은닉층 너비, K=클래스 수(10)
 IMAGE_PIXELS = 28 * 28  # D: MLP 는 이미지를 한 줄로 펴서 받습니다
@@ -431,14 +423,14 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
         batches.pop()
     batches = batches[:max_batches]
     losses = []
-    for step, index in enumerate(progress(batches, desc=desc or f"epoch {epoch}"), start=1):
+    for step, index in enumerate(training.progress(batches, desc=desc or f"epoch {epoch}"), start=1):
         index = index.to(x.device)
         logits = model(x[index])  # (B, K)
         loss = F.cross_entropy(logits, y[index])  # log-softmax + 음의 로그 우도, 배치 평균
         if allow_divergence and not torch.isfinite(loss):
             losses.append(torch.tensor(math.nan))
             break
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         optimizer.zero_grad()  # .grad 는 backward 마다 더해지므로(accumulate) 배치마다 비움
         loss.backward()
         optimizer.step()
@@ -460,7 +452,7 @@ def steps_per_epoch(samples: int, batch_size: int, max_batches: int | None = Non
     return steps if max_batches is None else min(steps, max_batches)
 
 
-def early_stop(history: History, patience: int, best: float, epoch: int) -> bool:
+def early_stop(history: training.History, patience: int, best: float, epoch: int) -> bool:
     """조기 종료(early stopping): 검증 손실이 patience epoch 동안 최저 기록보다 내려가지 않았으면 알리고 True.
 
     기록(history)만으로 판단하므로 --resume 으로 이어 한 뒤에도 끊지 않은 학습과 같은 곳에서 멈춥니다.
@@ -609,14 +601,14 @@ def evaluate_best(config: Config, data: Splits, device: torch.device,
     반환값: (시험 지표 {"loss", "accuracy"}, 예측 (N,), best.pt 의 epoch)
     """
     out_dir = Path(config.out_dir)
-    model, best_checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
-                                                purpose="test")
+    model, best_checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                                         purpose="test")
     print(f"best.pt = epoch {best_checkpoint['epoch']}")
     test, predictions = report_test(model, data, max_batches, out_dir)
     return test, predictions, best_checkpoint["epoch"]
 
 
-def run_summary(history: History, best_epoch: int, test: dict, patience: int) -> dict:
+def run_summary(history: training.History, best_epoch: int, test: dict, patience: int) -> dict:
     """실행 기록(metrics.json)에 남길 최종 학습의 숫자: 시험 점수, best.pt 의 epoch, 조기 종료 여부."""
     best_row = next(row for row in history.rows if row["epoch"] == best_epoch)
     return {"test_accuracy": round(test["accuracy"], 4), "test_loss": round(test["loss"], 4),
@@ -655,7 +647,7 @@ def predict(config: Config, device: torch.device) -> dict:
     체크포인트를 먼저 읽어, best.pt 가 없거나 망가졌으면 입력과 상관없이 그것부터 알립니다.
     """
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device)
     classes, data_name = checkpoint["extra"]["classes"], checkpoint["extra"]["data"]
     # Fashion-MNIST 는 물건을 상자 가운데에 둡니다(질량 중심 맞춤은 MNIST 숫자만의 방식).
     image = vision.read_image_as_mnist(config.predict, center_of_mass=not data_name.startswith("Fashion"))
@@ -945,14 +937,14 @@ def main(config: Config) -> dict:
     total_steps = epochs * steps_per_epoch(len(data.y_train), config.batch_size, max_batches)
     scheduler = final_scheduler(config, optimizer, total_steps, out_dir)  # 학습률 곡선 그림과 함께
     shuffle_generator = torch.Generator().manual_seed(config.seed)  # 학습 데이터를 섞는 순서 (저장 대상)
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     extra = {"data": data.name, "classes": data.classes}  # --predict 가 모델 말고 더 필요한 것
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[shuffle_generator], history=history)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, extra=extra, generators=[shuffle_generator], history=history)
     # --epochs 를 바꿔 이어 하면 거절합니다: 스케줄의 전체 걸음 수가 --epochs 로 정해짐 (Config.resume_free)
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[shuffle_generator],
-                                        history=history, best=math.inf)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[shuffle_generator],
+                                                 history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
             if early_stop(history, config.patience, best, epoch):  # 검증 손실이 더 내려가지 않음
@@ -965,8 +957,8 @@ def main(config: Config) -> dict:
             history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()}, lr=lr)
             if val["loss"] < best:  # 작을수록 좋음; 같으면 먼저 도달한 epoch 을 남김
                 best = val["loss"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None

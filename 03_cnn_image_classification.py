@@ -98,20 +98,14 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
-from utils import distributed  # 여러 프로세스(DDP)의 준비: distributed.start, .is_main, .barrier, …
+from utils import (
+    distributed,  # 여러 프로세스(DDP)의 준비: distributed.start, .is_main, .barrier, …
+    training,  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
+)
 from utils import visualization as viz  # 그림 저장은 이 장의 주제가 아니라 모듈 하나로 (viz.save_figure)
 from utils.data import color_images  # 데이터 읽기: color_images.load_color_images, .read_predict_image
 from utils.data.common import try_download
 from utils.runtime import RunConfig, pick_device, run, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양 글자: B=배치, C=채널, H=높이, W=너비, K=클래스 수, N=이미지 수
 
@@ -504,7 +498,7 @@ def train_one_epoch(model, data, optimizer, scheduler, scaler, *, generator: tor
         order = torch.tensor(list(sampler))  # 이 프로세스의 몫: (seed + epoch) 로 섞은 전체의 rank 번째 줄
     batches = order.split(batch_size)[:max_batches]
     total_loss = torch.zeros((), device=device)
-    for step, index in enumerate(progress(batches, desc=f"epoch {epoch}"), start=1):
+    for step, index in enumerate(training.progress(batches, desc=f"epoch {epoch}"), start=1):
         x = to_model_input(data.x_train[index], mean, std, device)  # (B, 3, H, W)
         y = data.y_train[index].to(device)  # (B,)
         if augment:
@@ -522,7 +516,7 @@ def train_one_epoch(model, data, optimizer, scheduler, scaler, *, generator: tor
             scaler.step(optimizer)
             scaler.update()
         scheduler.step()  # OneCycle 은 배치마다 학습률을 바꿈
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         total_loss += loss.detach() * len(y)  # .item() 은 GPU 를 기다리므로 epoch 끝에서 한 번
     count = sum(len(index) for index in batches)
     if sampler is None:
@@ -549,7 +543,7 @@ def make_optimizer(model: nn.Module, config: Config, epochs: int, steps_per_epoc
     return optimizer, scheduler
 
 
-def images_per_second(history: History, images_per_epoch: int) -> float:
+def images_per_second(history: training.History, images_per_epoch: int) -> float:
     """학습 속도: 기록된 epoch 들의 학습 이미지 수 / 학습 시간 (이어하기 뒤에도 기록으로 계산)."""
     seconds = sum(row["train_seconds"] for row in history.rows)
     return round(len(history.rows) * images_per_epoch / max(seconds, 1e-9), 1)
@@ -683,7 +677,7 @@ def per_class_report(model, data, *, mean, std, device, amp: bool = False):
 # ## 5. 시각화: 학습 곡선, 혼동 행렬, 예측, 필터, 실제 사진의 특징 맵
 
 # %%
-def plot_results(model, history: History, data, predictions: torch.Tensor, matrix: torch.Tensor, *,
+def plot_results(model, history: training.History, data, predictions: torch.Tensor, matrix: torch.Tensor, *,
                  mean, std, device, out_dir: Path, show: bool) -> None:
     """학습 곡선, 혼동 행렬, 시험 이미지 예측(틀리면 빨강), 첫 층 필터, 특징 맵을 PNG 로."""
     viz.plot_history(history.rows, out_dir / "history.png", show=show,
@@ -755,7 +749,7 @@ def predict(config: Config, device: torch.device) -> dict:
     체크포인트를 먼저 읽으므로 없거나 망가진 best.pt 는 입력과 상관없이 한 줄 오류입니다.
     """
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device)
     image = color_images.read_predict_image(config.predict)  # (1, 3, 32, 32) uint8; 읽을 수 없으면 한 줄 오류
     extra = checkpoint["extra"]
     classes, mean, std = extra["classes"], torch.tensor(extra["mean"]), torch.tensor(extra["std"])
@@ -821,14 +815,14 @@ def fit_quick(model, data, *, mean, std, device, epochs: int, batch_size: int, l
         batches = torch.randperm(len(data.y_train), generator=generator).split(batch_size)
         if max_batches is not None:
             batches = batches[:max_batches - len(losses)]
-        for step, index in enumerate(progress(batches, desc=f"{desc} {epoch}"), start=1):
+        for step, index in enumerate(training.progress(batches, desc=f"{desc} {epoch}"), start=1):
             x = to_model_input(data.x_train[index], mean, std, device)
             y = data.y_train[index].to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
-            check_finite(loss, epoch, step)
+            training.check_finite(loss, epoch, step)
             losses.append(loss.detach())  # 곡선용. .item() 은 GPU 를 기다리므로 끝에서 한 번에
     return torch.stack(losses).tolist()
 
@@ -1023,13 +1017,13 @@ def main(config: Config) -> dict:
     ddp_model, sampler = wrap_ddp(model, device), make_sampler(len(data.y_train), config.seed)
 
     # 3. 학습: best.pt 는 검증 '손실'로 고름 (정확도는 금방 1.0 같은 값에 머물러 구별을 못 함) ------------
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     extra = {"data": data.name, "classes": data.classes, **{k: inputs[k].tolist() for k in ("mean", "std")}}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[loader_generator], history=history)
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=math.inf)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, extra=extra, generators=[loader_generator], history=history)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                                 history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
             if sampler is not None:  # DDP: set_epoch 를 부르지 않으면 매 epoch 똑같은 순서 (3-1절)
@@ -1045,8 +1039,8 @@ def main(config: Config) -> dict:
                         val_accuracy=val["accuracy"], lr=lr, train_seconds=train_seconds)
             if val["loss"] < best:  # 검증 손실이 가장 낮은 epoch (같으면 먼저 닿은 쪽)
                 best = val["loss"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))  # DDP: 파일은 rank 0 만 씀
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))  # DDP: 파일은 rank 0 만 씀
             distributed.barrier()  # DDP: 다른 프로세스는 rank 0 이 다 쓸 때까지 기다림 (3-1절)
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
@@ -1092,8 +1086,8 @@ def prepare_model(config: Config, data, device: torch.device, epochs: int, amp: 
 
 def evaluate_best(config: Config, data, inputs: dict, amp: bool):
     """best.pt 를 다시 읽어 시험 세트를 평가합니다 (DDP 면 모든 프로세스가 자기 몫을). 반환: (모델, 점수)."""
-    model, _ = load_trained_model(Path(config.out_dir) / "best.pt", build_model, config, inputs["device"],
-                                  purpose="test")
+    model, _ = training.load_trained_model(Path(config.out_dir) / "best.pt", build_model, config,
+                                           inputs["device"], purpose="test")
     return model, evaluate(model, data.x_test, data.y_test, **inputs, amp=amp)
 
 
@@ -1105,7 +1099,8 @@ def run_studies(data, inputs: dict, config: Config, out_dir: Path, cnn_accuracy:
     return {**mlp, **depth, **transfer}
 
 
-def summarize(config: Config, data, model, history: History, test: dict, best: float, per_class: dict,
+def summarize(config: Config, data, model, history: training.History, test: dict, best: float,
+              per_class: dict,
               parameter_counts: dict, studies: dict, *, device, started: float, world: int) -> dict:
     """metrics.json 을 쓰고 마지막 줄을 출력합니다. 반환: metrics (같은 seed·CPU → 같은 숫자).
 

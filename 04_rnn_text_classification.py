@@ -81,19 +81,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from utils import training  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
 from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 모듈 하나로: viz.save_figure(...)
 from utils.data.text import load_imdb
 from utils.runtime import RunConfig, UserError, pick_device, run, write_run_record
 from utils.synthetic import make_reviews
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양(shape) 글자: B=배치, T=시간(토큰 위치), E=임베딩 차원, H=은닉 크기, D=방향 수(1 또는 2), V=어휘 크기
 
@@ -480,13 +472,13 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: E
     model.train()  # 드롭아웃 켜기
     batches = batch_slices(len(split.labels), batch_size, shuffle=True)[:max_batches]
     total_loss, seen = torch.zeros((), device=device), 0
-    for step, rows in enumerate(progress(batches, desc=desc or f"epoch {epoch}"), start=1):
+    for step, rows in enumerate(training.progress(batches, desc=desc or f"epoch {epoch}"), start=1):
         tokens, lengths, labels = take_batch(split, rows, device)
         optimizer.zero_grad()  # PyTorch 는 기울기를 더해 쌓으므로 배치마다 비움
         logits = model(tokens, lengths)  # (B,)
         # BCEWithLogits = sigmoid + 이진 교차 엔트로피를 수치적으로 안정하게 한 번에
         loss = F.binary_cross_entropy_with_logits(logits, labels)
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         loss.backward()  # 시간을 거슬러 역전파(BPTT)
         # 기울기 자르기: 전체 기울기 노름이 grad_clip 을 넘으면 같은 방향으로 줄임 (폭주 방지)
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -496,7 +488,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: E
     return total_loss.item() / seen
 
 
-def early_stop(history: History, patience: int, best: float, epoch: int, name: str) -> bool:
+def early_stop(history: training.History, patience: int, best: float, epoch: int, name: str) -> bool:
     """조기 종료(early stopping): 검증 정확도가 patience epoch 동안 최고 기록을 넘지 못했으면 알리고 True.
 
     기록(history)만으로 판단하므로 --resume 으로 이어 한 뒤에도 끊지 않은 학습과 같은 곳에서 멈춥니다.
@@ -671,7 +663,8 @@ def predict(config: Config, device: torch.device) -> dict:
     어휘는 모델의 일부입니다: 같은 단어가 학습 때와 같은 번호를 받아야 임베딩 행이 맞습니다.
     """
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)  # 먼저 모델
+    # 먼저 모델 (best.pt 가 없거나 잘못되었으면 여기서 한 줄 오류)
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device)
     extra = checkpoint["extra"]
     stoi = {word: index for index, word in enumerate(extra["itos"])}
     tokens, unknown, warning = check_predict_text(config.predict, stoi, extra["data"])
@@ -709,7 +702,7 @@ def compare_cells(config: Config, data: TextData, main_model: nn.Module, main_re
         model = build_model(len(data.itos), config.embed_dim, config.hidden_size, cell, config.bidirectional,
                             config.dropout, config.pooling).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.bow_lr if cell == "bow" else config.lr)
-        history = History(Path(config.out_dir) / f"history_{cell}.csv")
+        history = training.History(Path(config.out_dir) / f"history_{cell}.csv")
         best_accuracy, best_state = -math.inf, None
         for epoch in range(1, epochs + 1):
             if early_stop(history, config.patience, best_accuracy, epoch, cell):
@@ -842,11 +835,11 @@ def main(config: Config) -> dict:
 
     # 3. 학습: 어휘·최대 길이는 예측에 필요하므로 체크포인트의 extra 에 함께 저장
     extra = {"data": data.name, "itos": data.itos, "max_len": config.max_len, "truncate": config.truncate}
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
-                                                     history=history, extra=extra)
-    start_epoch, best = resume_or_start(config, checkpoint, state, history=history, best=-math.inf)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, history=history, extra=extra)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, history=history, best=-math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
             if early_stop(history, config.patience, best, epoch, config.cell):  # 기록으로: 이어하기도 같음
@@ -858,12 +851,12 @@ def main(config: Config) -> dict:
                         val_accuracy=val["accuracy"])
             if val["accuracy"] > best:  # 검증 정확도, 클수록 좋음 (같으면 먼저 것을 유지)
                 best = val["accuracy"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
-    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
     test = evaluate(model, data.test, device, max_batches)  # 시험 점수는 언제나 best.pt 로
 
     # 4·5. 평가와 시각화: best.pt 의 시험 결과를 글과 그림으로

@@ -70,19 +70,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils import training  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
 from utils import visualization as viz  # 그림은 이 장의 주제가 아니라 모듈 하나로: viz.save_figure(...)
 from utils.data import timeseries  # 가격 읽기: timeseries.load_prices, timeseries.read_price_csv
 from utils.runtime import RunConfig, UserError, pick_device, run, write_run_record
 from utils.synthetic import noisy_seasonal_series
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양(shape) 글자: K=창 개수(전체), B=배치, T=창 길이(시간 단계), D=입력 특성 수(여기서는 1),
 #                  H=은닉 크기(hidden size), N=예측할 날 수(horizon)
@@ -474,11 +466,11 @@ def train_one_epoch(model, optimizer, x, y, batch_size: int, epoch: int, device,
     order = torch.randperm(len(x))  # 전역 난수 생성기: 이어하기 때 체크포인트가 상태를 되돌림
     batches = list(order.split(batch_size))[:max_batches]
     total, count = torch.zeros((), device=device), 0
-    for step, rows in enumerate(progress(batches, desc=desc or f"epoch {epoch}"), start=1):
+    for step, rows in enumerate(training.progress(batches, desc=desc or f"epoch {epoch}"), start=1):
         inputs, targets = x[rows].to(device), y[rows].to(device)
         optimizer.zero_grad()
         loss = nn.functional.mse_loss(model(inputs), targets)
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         loss.backward()
         optimizer.step()
         total += loss.detach() * len(rows)
@@ -723,7 +715,8 @@ def scale_free_window(prices: np.ndarray, window: int, target: str, scaler: Scal
 def predict(config: Config, device) -> dict:
     """`--predict prices.csv`: best.pt 하나로 다음 horizon 거래일 (모델 설정·창 길이·스케일러가 그 안에)."""
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)  # 먼저 모델
+    # 먼저 모델 (best.pt 가 없거나 잘못되었으면 여기서 한 줄 오류)
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device)
     extra = checkpoint["extra"]
     window, target = int(extra["window"]), str(extra["target"])
     scaler = Scaler(float(extra["scaler_mean"]), float(extra["scaler_std"]))
@@ -911,11 +904,11 @@ def main(config: Config) -> dict:
 
     # 3. 학습 (검증 RMSE 가 작을수록 좋음; 창 길이·스케일러는 예측에 필요해 extra 에 저장)
     extra = prediction_extra(config, series, data)
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
-                                                     history=history, extra=extra)
-    start_epoch, best = resume_or_start(config, checkpoint, state, history=history, best=math.inf)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, history=history, extra=extra)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, history=history, best=math.inf)
     try:
         for epoch in range(start_epoch, epochs + 1):
             if history.epochs_since_best("val_rmse", "min") >= config.patience:  # 기록으로 판단
@@ -928,12 +921,12 @@ def main(config: Config) -> dict:
                         val_rmse=val_result["rmse"])
             if val_result["rmse"] < best:  # 검증 RMSE, 작을수록 좋음 (같으면 먼저 것을 유지)
                 best = val_result["rmse"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
-    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
     test_result = evaluate(model, test, data, device)  # 시험 점수는 언제나 best.pt 로
 
     # 4·5. 시각화, 그리고 부록 A~C (시험 지표는 A 가 기준선 옆에; 난수 없이 또는 자기 시드로)

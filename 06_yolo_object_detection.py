@@ -68,19 +68,11 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from utils import training  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
 from utils import visualization as viz  # 그림 저장 (이 장의 주제가 아님)
 from utils.data import detection  # 도형 데이터·YOLO/VOC 폴더 읽기, 레터박스
 from utils.models import conv_bn_relu
 from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양 글자: N=배치(이미지 수), S=격자 한 변의 칸 수, B=칸마다 예측 상자 수, C=클래스 수,
 #           M=이미지당 최대 정답 물체 수, K=검출(예측 상자) 수, H=W=이미지 한 변(픽셀)
@@ -385,14 +377,14 @@ def train_one_epoch(model, data: detection.DetectionSet, optimizer, scheduler, c
     batches = list(torch.split(order, config.batch_size))[:max_batches]
     num_classes = model.num_classes
     total, seen = 0.0, 0
-    for step, index in enumerate(progress(batches, desc=f"epoch {epoch}")):
+    for step, index in enumerate(training.progress(batches, desc=f"epoch {epoch}")):
         images = to_model_input(data.images[index], device)  # (N, 3, H, W), 0~1
         boxes, labels = data.boxes[index].to(device), data.labels[index].to(device)
         if config.flip:
             images, boxes = flip_horizontal(images, boxes, flips[index].to(device))
         target = encode_targets(boxes, labels, model_grid(config.image_size), config.image_size, num_classes)
         loss, _ = yolo_loss(model(images), target, config.lambda_coord, config.lambda_noobj)
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -760,8 +752,8 @@ def plot_pr_curves(curves: dict, per_class: dict, classes: list[str], path: Path
     viz.save_figure(fig, path, show)
 
 
-def visualize_results(history: History, table: dict, data: detection.DetectionSet, detections: list[dict],
-                      classes: list[str], config: Config, out_dir: Path) -> None:
+def visualize_results(history: training.History, table: dict, data: detection.DetectionSet,
+                      detections: list[dict], classes: list[str], config: Config, out_dir: Path) -> None:
     """학습 곡선(history.png), 클래스별 PR 곡선(pr_curves.png), 시험 이미지의 검출(detections.png)."""
     plot_training(history.rows, out_dir / "history.png", config.show)
     plot_pr_curves(table["curves"], table["per_class"], classes, out_dir / "pr_curves.png", config.show)
@@ -778,7 +770,7 @@ def visualize_results(history: History, table: dict, data: detection.DetectionSe
 def predict(config: Config, device) -> dict:
     """best.pt 로 이미지 한 장을 검출 → prediction.png(상자를 그린 사진), prediction.json, 화면 출력."""
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device)
     image_size, classes = checkpoint["model_args"]["image_size"], checkpoint["extra"]["classes"]
     path = Path(config.predict)
     if not path.exists():
@@ -925,12 +917,12 @@ def main(config: Config) -> dict:
     extra = {"data": data.name, "classes": data.classes}
 
     # 3. 학습
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[loader_generator], history=history)
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, extra=extra, generators=[loader_generator], history=history)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                                 history=history, best=-math.inf)
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -940,14 +932,14 @@ def main(config: Config) -> dict:
             history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()})
             if val["map50_95"] > best:  # 상자를 더 정확히 맞출수록 큰 지표: 클수록 좋음
                 best = val["map50_95"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
     trained_images = (epochs - start_epoch + 1) * min(len(data.train), steps * config.batch_size)
     train_speed = trained_images / max(time.perf_counter() - train_started, 1e-9)
-    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
 
     # 4. 평가 (best.pt) → 5. 시각화
     metrics, detections, truths, table = final_evaluation(model, data, config, device, max_batches)

@@ -83,18 +83,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils import training  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
 from utils import visualization as viz  # 그림 저장·이미지 격자 (이 장의 주제가 아님)
 from utils.data import images as image_data  # 실제 데이터(없으면 sklearn digits), [-1, 1] ↔ [0, 1]
 from utils.runtime import RunConfig, pick_device, run, set_seed, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양 글자: B=배치, Z=잠재 차원(latent_dim), C=채널, S=이미지 한 변, H=높이, W=너비, K=클래스 수,
 #            F=분류기 특징 차원, N=표본 수
@@ -206,7 +198,7 @@ def train_toy_gan(loss: str, steps: int, critic_steps: int, gp_weight: float, se
     decay = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / steps)
              for opt in (optimizer_g, optimizer_d)]
     d_steps = critic_steps if loss == "wgan-gp" else 1
-    for _ in progress(range(steps), desc=f"toy {loss}"):
+    for _ in training.progress(range(steps), desc=f"toy {loss}"):
         for _ in range(d_steps):
             real = sample_ring(TOY_BATCH, generator_rng)
             fake = toy_generator(torch.randn(TOY_BATCH, 2)).detach()
@@ -476,8 +468,8 @@ def train_one_epoch(gan: GAN, optimizers: AdversarialOptimizers, images: torch.T
     d_steps = config.critic_steps if config.loss == "wgan-gp" else 1
     to_score = torch.sigmoid if config.loss == "gan" else (lambda scores: scores)
     sums, g_steps = dict.fromkeys(("d_loss", "g_loss", "d_real", "d_fake"), 0.0), 0
-    for step, real in enumerate(progress(batches(images, config.batch_size, shuffle, max_batches),
-                                         desc=f"epoch {epoch}")):
+    for step, real in enumerate(training.progress(batches(images, config.batch_size, shuffle, max_batches),
+                                                  desc=f"epoch {epoch}")):
         real = real.to(device)
         z = torch.randn(len(real), gan.latent_dim, device=device)  # (B, Z)
         # (1) D 갱신: maximize log D(x) + log(1 − D(G(z)))   [wgan-gp: maximize D(x) − D(G(z)) − λ·GP]
@@ -498,7 +490,7 @@ def train_one_epoch(gan: GAN, optimizers: AdversarialOptimizers, images: torch.T
         optimizers.generator.zero_grad(set_to_none=True)
         g_loss.backward()
         optimizers.generator.step()
-        check_finite(d_loss + g_loss, epoch, step)
+        training.check_finite(d_loss + g_loss, epoch, step)
         # 기록: D(x) 는 D 걸음 전, D(G(z)) 는 D 걸음 뒤의 값 (pytorch/examples dcgan 의 D_x, D_G_z2)
         row = {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
                "d_real": to_score(real_logits.detach()).mean().item(),
@@ -569,7 +561,7 @@ def train_classifier(data: image_data.GanImages, config: Config, device: torch.d
         epochs = math.ceil(steps * CLASSIFIER_BATCH / len(data.y_train))  # 데이터가 작으면 여러 바퀴
         order = torch.cat([torch.randperm(len(data.y_train), generator=shuffle) for _ in range(epochs)])
         classifier.train()
-        for batch in progress(order.split(CLASSIFIER_BATCH)[:steps], desc="classifier"):
+        for batch in training.progress(order.split(CLASSIFIER_BATCH)[:steps], desc="classifier"):
             logits = classifier(data.x_train[batch].to(device))
             loss = F.cross_entropy(logits, data.y_train[batch].to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -782,7 +774,8 @@ def plot_class_histogram(fractions: dict[str, list[float]], classes: list[str], 
     return viz.save_figure(fig, path, show)
 
 
-def report_training(history: History, step_log: dict, epochs: int, config: Config, out_dir: Path) -> None:
+def report_training(history: training.History, step_log: dict, epochs: int, config: Config,
+                    out_dir: Path) -> None:
     """학습 곡선 그림과 epoch 격자 GIF. 기록은 체크포인트에서 되살린 것, 격자는 디스크의 PNG 라
     이어하기를 해도 끊김 없는 실행과 같은 그림이 나옵니다."""
     plot_training(step_log, history.rows, config.loss, out_dir / "training_curves.png", config.show)
@@ -805,7 +798,7 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     from torchvision.utils import save_image
 
     # 체크포인트를 가장 먼저: 없거나 깨졌으면 다른 일을 하기 전에 한 줄 오류
-    gan, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device)
+    gan, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device)
     extra = checkpoint["extra"]
     images = generate(gan.generator, fixed_noise(config.predict, gan.latent_dim, config.seed), device)
     labels = classify(restore_classifier(extra, device), images, device)[0]
@@ -927,12 +920,12 @@ def main(config: Config) -> dict:
              "classifier": classifier.state_dict(), "steps": step_log}
 
     # 3. 학습
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": gan, "optimizer": optimizers, "scheduler": None}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best,
-                                                     generators=[shuffle], history=history, extra=extra)
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[shuffle], history=history,
-                                        best=math.inf)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, generators=[shuffle], history=history, extra=extra)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[shuffle],
+                                                 history=history, best=math.inf)
     restore_step_log(step_log, out_dir / "last.pt", start_epoch)  # 걸음별 기록도 이어서
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -943,13 +936,14 @@ def main(config: Config) -> dict:
             save_epoch_grid(gan.generator, val_noise[:GRID_SAMPLES], out_dir / "epochs", epoch, device)
             if val["fd"] < best:  # 검증 기준: 처음 보는 실제 이미지와의 FD, 작을수록 좋음
                 best = val["fd"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
     # 4. 평가 (best.pt) → 5. 시각화 → 부록
-    gan, best_pt = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    gan, best_pt = training.load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                               purpose="test")
     test = test_scores(gan, classifier, data, model_args, config, eval_count, device, out_dir)
     report_training(history, step_log, epochs, config, out_dir)
     study_samples_and_interpolation(gan, classifier, data.classes, config, device, out_dir)

@@ -116,19 +116,13 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
-from utils import distributed  # 여러 프로세스(DDP)의 준비: distributed.start, .is_main, .barrier, …
+from utils import (
+    distributed,  # 여러 프로세스(DDP)의 준비: distributed.start, .is_main, .barrier, …
+    training,  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
+)
 from utils import visualization as viz  # 그림 저장은 이 장의 주제가 아니라 모듈 하나로 (viz.save_figure)
 from utils.data.translation import load_translation_data
 from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양(shape) 글자: B=배치, S=원문 길이, T=번역문 길이, D=d_model, h=헤드 수, d_k=D/h (헤드 하나의 차원),
 #                  V=어휘 크기, K=빔 크기
@@ -656,7 +650,7 @@ def train_one_epoch(model, split, batches, optimizer, scheduler, scaler, config:
     """
     model.train()  # 드롭아웃 켜기
     total_loss, total_tokens = torch.zeros((), device=device), 0
-    for step, rows in enumerate(progress(batches[:max_batches], desc=f"epoch {epoch}")):
+    for step, rows in enumerate(training.progress(batches[:max_batches], desc=f"epoch {epoch}")):
         source, target = take_batch(split, rows, device)
         # 교사 강요(teacher forcing): 디코더 입력은 정답의 <bos>..마지막 단어, 목표는 한 칸 민 단어..<eos>.
         # 모델이 앞에서 틀려도 다음 입력은 정답이라, 모든 위치를 병렬로 한 번에 학습합니다.
@@ -666,7 +660,7 @@ def train_one_epoch(model, split, batches, optimizer, scheduler, scaler, config:
             logits = model(source, target_in)  # (B, T-1, V)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), target_out.flatten(),  # (B·(T-1), V)
                                    ignore_index=PAD_ID, label_smoothing=config.label_smoothing)
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         # float16 의 작은 기울기가 0 으로 사라지지 않게 손실을 키워서 역전파 (CPU 에서는 그대로)
         scaler.scale(loss).backward()
@@ -1088,8 +1082,8 @@ def predict(config: Config, device) -> dict:
     """best.pt 를 먼저 읽고(없거나 망가졌으면 한 줄 오류), 문장을 번역해 출력하고
     prediction.json 에 씁니다."""
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
-                                           purpose="predict")
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                                    purpose="predict")
     extra = checkpoint["extra"]
     result = translate(model, config.predict, extra["source_itos"], extra["target_itos"], device, config)
     result["data"] = extra["data"]
@@ -1132,12 +1126,12 @@ def main(config: Config) -> dict:
     loader_generator = torch.Generator().manual_seed(config.seed)  # 배치 순서 (체크포인트가 상태를 저장)
     extra = {"data": data.name, "source_itos": source_itos, "target_itos": target_itos,
              "languages": [data.source_language, data.target_language]}
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[loader_generator], history=history)
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=math.inf)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, extra=extra, generators=[loader_generator], history=history)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                                 history=history, best=math.inf)
     trained_tokens, train_seconds = 0, 0.0  # 초당 토큰 수 (이번 실행에서 학습한 epoch 만)
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -1153,8 +1147,8 @@ def main(config: Config) -> dict:
             history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()})
             if val["loss"] < best:  # 검증 손실(작을수록 좋음)이 가장 낮은 epoch 을 best.pt 로
                 best = val["loss"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))  # DDP: 파일은 rank 0 만 씀
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))  # DDP: 파일은 rank 0 만 씀
             distributed.barrier()  # DDP: 다른 프로세스는 rank 0 이 다 쓸 때까지 기다림 (3-1절)
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
@@ -1194,12 +1188,13 @@ def prepare_model(config: Config, model_args: dict, train: EncodedSplit, max_bat
 
 def evaluate_best(config: Config, test: EncodedSplit, target_itos, device, max_batches):
     """best.pt 를 다시 읽어 시험 분할을 평가합니다 (DDP 면 모든 프로세스가 자기 몫을). 반환: (모델, 결과)."""
-    model, _ = load_trained_model(Path(config.out_dir) / "best.pt", build_model, config, device,
-                                  purpose="test")
+    model, _ = training.load_trained_model(Path(config.out_dir) / "best.pt", build_model, config, device,
+                                           purpose="test")
     return model, evaluate_test(model, test, target_itos, device, config, max_batches)
 
 
-def summarize(config: Config, data_name: str, device, model, result: dict, history: History, scaling: dict,
+def summarize(config: Config, data_name: str, device, model, result: dict, history: training.History,
+              scaling: dict,
               test: EncodedSplit, model_args: dict, *, started: float, tokens: int, train_seconds: float,
               world: int) -> dict:
     """metrics.json 과 test_translations.json 을 쓰고 마지막 줄을 출력합니다. 반환: metrics.

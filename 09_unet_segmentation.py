@@ -67,19 +67,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils import training  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
 from utils import visualization as viz  # 그림 저장은 이 장의 주제가 아니라 모듈 하나로 (viz.save_figure)
 from utils.data import segmentation  # 데이터 읽기: segmentation.load_segmentation_data, .read_rgb, …
 from utils.models import conv_bn_relu
 from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양 글자(shape letters): B=배치, C=채널, H=높이, W=너비, K=클래스(여기서는 전경 하나라 1)
 THRESHOLD_LOGIT = 0.0  # 로짓 > 0 ⇔ 시그모이드 확률 > 0.5 → 전경
@@ -433,13 +425,13 @@ def train_one_epoch(model, data: segmentation.SegmentationData, optimizer, sched
     order = torch.randperm(len(data), generator=generator)  # 데이터가 텐서 하나에 들어가 DataLoader 없이 자름
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)][:max_batches]
     total, count = 0.0, 0
-    for step, index in enumerate(progress(batches, desc=desc or f"epoch {epoch}")):
+    for step, index in enumerate(training.progress(batches, desc=desc or f"epoch {epoch}")):
         images, masks = flip_batch(data.images[index], data.masks[index], generator)
         x = to_input(images, mean, std, device)  # (B, 3, H, W)
         target = masks.to(device).float()  # (B, 1, H, W) ∈ {0, 1}
         logits = model(x)  # (B, 1, H, W)
         loss = segmentation_loss(logits, target, dice_weight)
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -618,8 +610,8 @@ def plot_training_curves(rows: list[dict], path: Path, show: bool) -> Path:
     return viz.save_figure(fig, path, show)
 
 
-def visualize_results(model, history: History, test: segmentation.SegmentationData, device, mean, std,
-                      out_dir: Path, show: bool, data_name: str) -> None:
+def visualize_results(model, history: training.History, test: segmentation.SegmentationData, device, mean,
+                      std, out_dir: Path, show: bool, data_name: str) -> None:
     """학습 곡선(training_curves.png)과 시험 이미지 몇 장의 예측 겹친 그림(test_overlays.png)."""
     plot_training_curves(history.rows, out_dir / "training_curves.png", show)
     examples = test.subset(range(min(FIGURE_EXAMPLES, len(test))))
@@ -639,8 +631,8 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
 
     확률 지도를 원래 크기로 되돌려(쌍선형) 0.5 에서 자르므로 마스크는 원본 사진과 같은 크기입니다.
     """
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
-                                           purpose="predict")
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                                    purpose="predict")
     extra = checkpoint["extra"]
     path = Path(config.predict)
     if not path.exists():
@@ -724,7 +716,8 @@ def compare_skip(config: Config, train: segmentation.SegmentationData, test: seg
         for name, scores in (("skip", skip_test), ("no_skip", no_skip_test)):
             f.write(name + "," + ",".join(f"{scores[k]:.6f}" for k in keys) + "\n")
     examples = test.subset(range(min(FIGURE_EXAMPLES, len(test))))
-    main_model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    main_model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                                purpose="test")
     masks = {other_skip: predict_masks(other, examples.images, device, mean, std),
              not other_skip: predict_masks(main_model, examples.images, device, mean, std)}
     plot_skip_comparison(examples, masks[True], masks[False], skip_test, no_skip_test,
@@ -788,14 +781,14 @@ def main(config: Config) -> dict:
     loader_generator = torch.Generator().manual_seed(config.seed)  # 섞기·뒤집기 난수: 체크포인트에 저장
 
     # 3. 학습 (best.pt 는 검증 IoU 가 가장 높은 epoch) -------------------------------
-    history = History(out_dir / "history.csv")
+    history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     extra = {"data": data_name, "image_size": config.image_size, "mean": mean.tolist(), "std": std.tolist()}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[loader_generator], history=history)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, extra=extra, generators=[loader_generator], history=history)
     # 학습률 일정이 epochs 에 달려 있으므로 --resume 때 --epochs 를 바꾸는 것도 '다른 설정'으로 거절
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=-math.inf)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                                 history=history, best=-math.inf)
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -806,13 +799,13 @@ def main(config: Config) -> dict:
                         val_iou_per_image=scores["iou_per_image"], val_boundary_iou=scores["boundary_iou"])
             if scores["iou"] > best:  # 검증 전경 IoU (데이터 전체), 클수록 좋음
                 best = scores["iou"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
     train_seconds = time.perf_counter() - train_started
-    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
 
     # 4. 평가 (시험 점수는 언제나 best.pt 로) ------------------------------------------
     test_scores = evaluate(model, test, device, **options)

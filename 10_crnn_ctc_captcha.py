@@ -73,19 +73,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils import models  # 03장의 블록: models.conv_bn_relu, models.ResidualBlock
+from utils import (
+    models,  # 03장의 블록: models.conv_bn_relu, models.ResidualBlock
+    training,  # 학습 뼈대: training.resume_or_start, .save_checkpoint, .History, …
+)
 from utils import visualization as viz  # 그림 저장은 이 장의 주제가 아니라 모듈 하나로 (viz.save_figure)
 from utils.data import captcha  # 이 저장소의 utils/data/captcha.py (pip 의 captcha 패키지가 아님)
 from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, write_run_record
-from utils.training import (
-    History,
-    check_finite,
-    load_trained_model,
-    make_checkpoint,
-    progress,
-    resume_or_start,
-    save_checkpoint,
-)
 
 # 모양 글자: B=배치, C=채널, H=높이, W=너비, T=시간(frame) 수, K=클래스 수(빈칸 + 알파벳),
 #            L=라벨 길이, S=배치 라벨 길이의 합
@@ -385,14 +379,14 @@ def train_one_epoch(model, data: captcha.Captchas, optimizer, scheduler, device,
     index_batches = list(batches(len(data.train_labels), config.batch_size, generator,
                                  config.min_epoch_images))[:max_batches]
     total, count = torch.zeros((), device=device), 0
-    for step, index in enumerate(progress(index_batches, desc=f"epoch {epoch}")):
+    for step, index in enumerate(training.progress(index_batches, desc=f"epoch {epoch}")):
         images = to_model_input(data.train_images[index].to(device))  # (B, 1, H, W)
         if config.augment:
             images = augment(images)
         labels = [data.train_labels[i] for i in index.tolist()]
         log_probs = model(images)                                    # (T, B, K)
         loss = ctc_loss(log_probs, labels, data.alphabet)
-        check_finite(loss, epoch, step)
+        training.check_finite(loss, epoch, step)
         if trace is not None:
             blank = (log_probs.detach().argmax(-1) == BLANK).float().mean().item()
             trace.append({"epoch": epoch, "step": step, "loss": loss.item(), "blank_fraction": blank})
@@ -676,8 +670,8 @@ def plot_frame_probabilities(image: torch.Tensor, probabilities: torch.Tensor, a
     return viz.save_figure(fig, path, show)
 
 
-def save_figures(model, data: captcha.Captchas, history: History, trace: History, steps_per_epoch: int,
-                 out_dir: Path, device, config: Config) -> None:
+def save_figures(model, data: captcha.Captchas, history: training.History, trace: training.History,
+                 steps_per_epoch: int, out_dir: Path, device, config: Config) -> None:
     """학습 곡선, 시험 예측(맞음 초록/틀림 빨강), frame 확률 지도, 글자 혼동표."""
     plot_learning_curve(history.rows, trace.rows, steps_per_epoch, out_dir / "learning_curve.png",
                         config.show)
@@ -716,8 +710,8 @@ def predict_file(config: Config, device) -> dict:
     import json
 
     out_dir = Path(config.out_dir)
-    model, checkpoint = load_trained_model(out_dir / "best.pt", build_model, config, device,
-                                           purpose="predict")
+    model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device,
+                                                    purpose="predict")
     extra = checkpoint["extra"]
     alphabet, (height, width) = extra["alphabet"], extra["image_size"]
     path = Path(config.predict)
@@ -803,14 +797,14 @@ def main(config: Config) -> dict:
     # 3. 학습 (best.pt = 검증 CTC 손실이 가장 낮은 epoch, 조기 종료 없음: 위 설명)
     extra = {"data": data.name, "alphabet": data.alphabet,  # 예측에 필요한 것: 글자 순서와 입력 크기
              "image_size": [config.image_height, config.image_width]}
-    history = History(out_dir / "history.csv")
-    trace = History(out_dir / "steps.csv", resume=config.resume)  # 배치마다의 손실 (평탄 구간 그림용)
+    history = training.History(out_dir / "history.csv")
+    trace = training.History(out_dir / "steps.csv", resume=config.resume)  # 배치마다의 손실 (평탄 구간 그림)
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    checkpoint = lambda epoch, best: make_checkpoint(config, model_args, state, epoch, best, extra=extra,
-                                                     generators=[loader_generator], history=history)
+    checkpoint = lambda epoch, best: training.make_checkpoint(
+        config, model_args, state, epoch, best, extra=extra, generators=[loader_generator], history=history)
     # OneCycle 의 길이가 epochs 로 정해지므로 --epochs 를 바꿔 이어 하면 학습률 곡선이 달라짐: 허용 안 함
-    start_epoch, best = resume_or_start(config, checkpoint, state, generators=[loader_generator],
-                                        history=history, best=math.inf)
+    start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[loader_generator],
+                                                 history=history, best=math.inf)
     trace.truncate(start_epoch - 1)  # 이어하기: 저장된 epoch 뒤의 (중단된 epoch 의) 줄을 버림
     loop_started = time.time()
     try:
@@ -823,13 +817,13 @@ def main(config: Config) -> dict:
             history.log(epoch=epoch, train_loss=train_loss, **{f"val_{k}": v for k, v in val.items()})
             if val["loss"] < best:  # 작을수록 좋음 (정확도가 아니라 손실로 고르는 이유: 위 설명)
                 best = val["loss"]
-                save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
-            save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+                training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
+            training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
     train_seconds = time.time() - loop_started
-    model, _ = load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
 
     # 4. 평가 (best.pt 로: 시험 세트, 그리고 과적합을 볼 학습 세트 일부)
     test, train = evaluate_test_and_train(model, data, device, max_batches)
@@ -843,8 +837,8 @@ def main(config: Config) -> dict:
 
 
 def summarize(config: Config, out_dir: Path, device, model, data: captcha.Captchas, test: dict, train: dict,
-              decoders: dict, history: History, *, started: float, data_seconds: float, train_seconds: float,
-              images_trained: int) -> dict:
+              decoders: dict, history: training.History, *, started: float, data_seconds: float,
+              train_seconds: float, images_trained: int) -> dict:
     """metrics.json (지표, 파라미터 수, 걸린 시간, 설정)을 쓰고 지표 dict 를 돌려줍니다.
 
     지표 이름은 tests 와 benchmarks 가 읽는 약속입니다. images_trained: 이번 실행에서 학습한 이미지 수.

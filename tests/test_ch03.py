@@ -408,19 +408,19 @@ def test_interrupt_during_study_then_resume_gives_same_metrics(mod, smoke_run, t
     이어하기는 학습을 건너뛰고(last.pt 가 마지막 epoch) best.pt 로 평가한 뒤 실험만 다시 합니다.
     """
     uninterrupted, base = smoke_run
-    original_progress = mod.progress
+    original_progress = mod.training.progress
 
     def ctrl_c_in_depth_study(iterable, desc, total=None):
         if desc.startswith("study depth plain-32"):
             raise KeyboardInterrupt
         return original_progress(iterable, desc=desc, total=total)
 
-    monkeypatch.setattr(mod, "progress", ctrl_c_in_depth_study)
+    monkeypatch.setattr(mod.training, "progress", ctrl_c_in_depth_study)
     with pytest.raises(SystemExit) as stop:
         run_chapter(mod, *SMOKE, "--out-dir", str(tmp_path))
     assert stop.value.code == 130
     assert not (tmp_path / "metrics.json").exists()
-    monkeypatch.setattr(mod, "progress", original_progress)
+    monkeypatch.setattr(mod.training, "progress", original_progress)
     resumed = run_chapter(mod, *SMOKE, "--out-dir", str(tmp_path), "--resume")
     assert resumed == uninterrupted
     read = lambda folder: json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["metrics"]

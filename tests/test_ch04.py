@@ -271,7 +271,7 @@ def test_best_pt_is_the_first_best_epoch_and_gives_the_test_score(mod, trained_d
     """best.pt = 검증 정확도가 처음으로 최고였던 epoch (같으면 바꾸지 않음), 시험 점수는 그 가중치로."""
     out_dir, metrics = trained_dir
     config = mod.Config(**SMOKE, out_dir=str(out_dir))
-    model, checkpoint = mod.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu", "test")
+    model, checkpoint = mod.training.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu", "test")
     history = torch.load(out_dir / "last.pt", weights_only=True)["history"]  # 모든 epoch 의 기록
     accuracies = [row["val_accuracy"] for row in history]
     assert checkpoint["epoch"] == 1 + accuracies.index(max(accuracies))

@@ -232,7 +232,7 @@ def test_short_run_learns(ch07, short_run):
     assert metrics["fd"] < 0.97 * metrics["fd_untrained"] and metrics["fd_real"] < metrics["fd"], metrics
     data = load_gan_images("mnist", "offline", "data", smoke=False, seed=42, size=32, val_fraction=0.1)
     cpu = torch.device("cpu")
-    gan, checkpoint = ch07.load_trained_model(out_dir / "best.pt", ch07.build_model,
+    gan, checkpoint = ch07.training.load_trained_model(out_dir / "best.pt", ch07.build_model,
                                               ch07.Config(out_dir=str(out_dir)), cpu)
     torch.manual_seed(0)
     untrained = ch07.build_model(**checkpoint["model_args"])

@@ -204,3 +204,38 @@ def test_chapter_runs_as_a_notebook(tmp_path):
     client.execute()
     record = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert record["config"]["smoke"] is True and record["script"] == "01_pytorch_basics.py"
+
+
+# --- 장의 모양 (DESIGN.md 'One script, one shape' 2·6·7·8) ---------------------------------------
+MAX_UTILS_NAMES = 10  # "a short, explicit list from utils (about ten names at most)"
+MAX_MAIN_LINES = 62  # "main() ... about 60 lines at most" (def 줄과 docstring 포함, 빈 줄 포함)
+
+
+def chapter_shape(path: Path) -> dict:
+    """장 파일을 실행하지 않고 구문 트리(ast)로 읽어 모양을 잽니다."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = [alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+             and (node.module or "").split(".")[0] == "utils" for alias in node.names]
+    main = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main")
+    handlers = [handler for node in ast.walk(main) if isinstance(node, ast.Try) for handler in node.handlers]
+    guard = tree.body[-1]
+    return {
+        "utils_names": names,
+        "main_lines": main.end_lineno - main.lineno + 1,
+        "run_block_catches_ctrl_c": any(isinstance(h.type, ast.Name) and h.type.id == "KeyboardInterrupt"
+                                        for h in handlers),
+        "entry": ast.unparse(guard) if isinstance(guard, ast.If) else "",
+    }
+
+
+@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
+def test_chapter_has_the_contract_shape(script):
+    """utils 에서 가져오는 이름은 10개 이하, main() 은 목차 길이, run 블록은 main 에 보이고 Ctrl+C 를
+    스스로 받으며, 스크립트 끝은 `run(main, Config)` 하나. 이름이 늘거나 main 이 길어지면 빨갛게."""
+    shape = chapter_shape(script)
+    assert len(shape["utils_names"]) <= MAX_UTILS_NAMES, shape["utils_names"]
+    assert shape["main_lines"] <= MAX_MAIN_LINES, shape["main_lines"]
+    assert shape["run_block_catches_ctrl_c"]
+    assert shape["entry"] == "if __name__ == '__main__':\n    run(main, Config)"

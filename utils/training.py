@@ -1,7 +1,10 @@
 """학습의 '주제가 아닌' 부분: 진행 막대, 기록(history), 체크포인트 하나의 형식과 이어하기, 조기 종료.
 
 학습 단계 자체(zero_grad → forward → loss → backward → step)와 학습 블록(run block)은 각 장에 그대로
-보입니다. 여기 있는 것은 어느 장에서나 같은 뒷정리 코드뿐입니다.
+보입니다. 여기 있는 것은 어느 장에서나 같은 뒷정리 코드뿐입니다. 장에서는 모듈째 가져와
+(`from utils import training`) `training.save_checkpoint(...)` 처럼 불러, 부르는 자리에서 이 파일이
+출처임이 보이게 합니다. 한 장의 학습 블록을 베껴 갈 때는 이 파일 하나를 함께 가져가면 됩니다
+(utils.runtime 의 UserError 와 utils.distributed 의 두 함수만 씀).
 
 체크포인트(checkpoint)는 평범한 dict 하나 (`make_checkpoint`): 모델을 다시 만드는 인자(model_args),
 model·optimizer·scheduler·scaler 의 state_dict, 끝난 epoch, 최고 지표(best), 설정(config), 모든 난수
