@@ -9,12 +9,14 @@
       (bag-of-words, `nn.EmbeddingBag`) 기준선으로 '어순이 더해 주는 것'을 측정합니다.
     - 기울기 소실(vanishing gradient)을 눈으로: 각 시점 입력에 대한 기울기 크기, RNN vs LSTM.
     - 실제 글을 위한 레시피를 단계마다 재기: 긴 리뷰의 끝(결론)까지 남기기(--truncate), 양방향과
-      시간 축 최대 풀링(--bidirectional --pooling max), 조기 종료(--patience), 실제 어휘에 맞는 크기.
+      시간 축 최대 풀링(--bidirectional --pooling max), 조기 종료(--patience), 실제 어휘에 맞는 크기,
+      임베딩 드롭아웃(--embed-dropout). 이겼는지는 같은 시험 리뷰로 짝지어(McNemar) 판정합니다.
 
 핵심 개념
     토큰화, 어휘(<pad>, <unk>, 최소 빈도), 패딩과 패킹, 임베딩, 은닉 상태(hidden state),
     게이트(gate), 기울기 소실, 기울기 자르기(gradient clipping), 이진 교차 엔트로피(BCE),
-    자르기(truncation: 앞·끝·양끝), 시간 축 풀링(pooling over time, 패딩 제외), 조기 종료(early stopping).
+    자르기(truncation: 앞·끝·양끝), 시간 축 풀링(pooling over time, 패딩 제외), 조기 종료(early stopping),
+    임베딩 드롭아웃(embedding dropout), 짝지은 비교(paired comparison, McNemar 검정).
 
 실행 방법
     python 04_rnn_text_classification.py                      # 기본: LSTM + 모든 셀 비교
@@ -26,7 +28,8 @@
     python 04_rnn_text_classification.py --resume             # last.pt 에서 이어서
     실제 짧은 리뷰(rt-polarity 10,662 문장)의 레시피 (단계별 측정: benchmarks/rt_polarity_recipe.md):
     python 04_rnn_text_classification.py --data real --data-dir ../shared/data/rt-polarity \\
-        --bidirectional --pooling max --epochs 20 --patience 3 --embed-dim 128 --hidden-size 128 --dropout 0.5
+        --bidirectional --pooling max --epochs 20 --patience 3 --embed-dim 128 --hidden-size 128 \\
+        --dropout 0.5 --embed-dropout 0.5
     GPU: python 04_rnn_text_classification.py --data real --device cuda --batch-size 256 \\
              --epochs 10 --embed-dim 128 --hidden-size 256 --dropout 0.3
     인터넷이 없으면(--data auto) 절차적으로 만든 영화 리뷰로 대신합니다. 리뷰마다 의견 문장이
@@ -53,9 +56,11 @@
     - rt-polarity(학습 7,677 / 검증 853 / 시험 2,132, seed 로 나눈 분할, 평균 22·최대 61 토큰이라 자르는
       리뷰 0%), seeds 42, 43, 44 중앙값 (최소–최대), 붐비는 2코어 CPU·1 스레드:
       기본 설정 LSTM 0.7345 (0.7251–0.7458) vs 단어 주머니 0.7538 (0.7500–0.7598), 실행당 41–46 s.
-      위 레시피 LSTM 0.7472 (0.7472–0.7533) vs 단어 주머니 0.7566 (0.7528–0.7575), GRU 0.7519,
-      실행당 226–299 s. 차이는 -1.9점 → -0.9점으로 줄었지만 LSTM 은 아직 단어 주머니를 넘지 못합니다
-      (seed 42 만 +0.05점; 시험 2,132 문장에서 정확도의 표준오차는 약 0.9점).
+      위 레시피 LSTM 0.7711 (0.7575–0.7749) vs 단어 주머니 0.7566 (0.7528–0.7575): 세 시드 모두 LSTM 이
+      앞섬 (+0.47, +1.74, +1.45점). 같은 시험 리뷰로 짝지은 McNemar z 는 +0.53, +2.26, +1.82 라 한 번의
+      실행으로 '이겼다'고 할 만한 것은 seed 43 하나, 나머지는 비김. GRU 0.7631, RNN 0.7603. 실행당
+      320–456 s (두 실행을 함께). 임베딩 드롭아웃이 없던 레시피(--embed-dropout 0)는 LSTM 0.7472 로
+      단어 주머니보다 0.9점 아래였습니다. 단계별 표와 0.5 를 검증으로 고른 과정: benchmarks/rt_polarity_recipe.md.
     --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 하나만 씁니다
     (모델 설정과 어휘가 그 안에 있어 --cell 등을 다시 줄 필요가 없음). 결과는 prediction.json 에도.
     예: "the acting was bad but the plot was great" → 0.985, 두 절의 순서를 바꾸면 0.005,
@@ -93,6 +98,7 @@ PAD, UNK = "<pad>", "<unk>"  # 어휘의 0번(패딩), 1번(모르는 단어)
 PAD_ID, UNK_ID = 0, 1
 CELLS = ("bow", "rnn", "lstm", "gru")  # 비교표의 순서: 순서를 안 보는 기준선 → 점점 강한 순환 셀
 EVAL_BATCH_SIZE = 512  # 평가는 기울기를 저장하지 않아 학습 배치보다 크게: 시험 2,500 리뷰를 5번에
+Z_95 = 1.96  # 판정문: 짝지은 비교의 z 가 이보다 크면 '잡음으로 보기 어려운 차이' (양쪽 5%, 정규 근사)
 SMALL_TRAIN_SET = 10_000  # 판정문: 학습 리뷰가 이보다 적으면 "데이터가 적다"를 이유로 (IMDB 전체는 22,500)
 UNKNOWN_WARNING = 0.5  # --predict: 모르는 단어가 이 비율을 넘으면 '학습 데이터와 다른 글'이라고 경고
 # 판정문이 권하는 실제 글용 레시피 (rt-polarity 에서 잰 값: benchmarks/rt_polarity_recipe.md)
@@ -100,6 +106,7 @@ RECIPE_EPOCHS = 20  # 조기 종료(--patience)가 멈추므로 넉넉히: rt-po
 RECIPE_PATIENCE = 3  # Config.patience 의 기본값과 같음
 RECIPE_SIZE = 128  # 임베딩·은닉 크기: 어휘가 수천 단어인 실제 글 (오프라인 리뷰의 어휘는 약 150)
 RECIPE_DROPOUT = 0.5  # 분류층 앞 드롭아웃: 작은 문장 분류 데이터의 표준 값 (Kim, 2014)
+RECIPE_EMBED_DROPOUT = 0.5  # 임베딩 드롭아웃: rt-polarity 검증에서 0.3 보다 나았음 (세 시드 모두)
 
 
 @dataclass
@@ -118,6 +125,11 @@ class Config(RunConfig):
     embed_dim: int = 32  # 임베딩 차원 E: 어휘 약 150개인 절차적 리뷰에 충분 (IMDB 는 100~300)
     hidden_size: int = 64  # 은닉 상태 크기 H
     dropout: float = 0.2  # 분류층 앞 드롭아웃 비율 (IMDB 처럼 과적합이 쉬운 데이터용)
+    # 임베딩 드롭아웃(embedding dropout): 학습 중 순환 셀에 들어가는 단어 벡터의 성분을 이 비율만큼 0 으로.
+    # 어휘가 수천 단어인데 리뷰가 몇천 개뿐이면 드문 단어의 벡터가 외워지기 쉬움 (Gal & Ghahramani, 2016;
+    # Merity et al., 2018). 순환 모델(rnn·lstm·gru)에만: 단어 주머니에는 검증에서 도움이 되지 않았음
+    # (benchmarks/rt_polarity_recipe.md). 기본 0 = 끔 (오프라인 절차적 리뷰의 어휘는 약 150 단어)
+    embed_dropout: float = 0.0
     grad_clip: float = 1.0  # 기울기 노름(norm) 상한: RNN 의 기울기 폭주(exploding gradient) 방지
     max_len: int = 200  # 리뷰당 쓰는 최대 토큰 수 (IMDB 평균 약 230 단어). 어느 부분을 남길지는 --truncate
     # max_len 보다 긴 리뷰에서 남길 부분: head = 앞, tail = 끝, both = 앞 절반 + 끝 절반. 기본 both:
@@ -141,8 +153,10 @@ class Config(RunConfig):
                                  f"(받은 값: {getattr(self, name)}).")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction 은 0 과 1 사이여야 합니다 (받은 값: {self.val_fraction}).")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"--dropout 은 0 이상 1 미만이어야 합니다 (받은 값: {self.dropout}).")
+        for name in ("dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} 은 0 이상 1 미만이어야 합니다 "
+                                 f"(받은 값: {getattr(self, name)}).")
         if self.max_len < 2:
             raise ValueError(f"--max-len 은 2 이상이어야 합니다 (받은 값: {self.max_len}).")
         if self.max_vocab < 3:
@@ -375,11 +389,12 @@ class RNNClassifier(nn.Module):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, cell: str,
-                 bidirectional: bool, dropout: float, pooling: str = "last"):
+                 bidirectional: bool, dropout: float, pooling: str = "last", embed_dropout: float = 0.0):
         super().__init__()
         self.cell, self.pooling = cell, pooling
         # padding_idx: <pad> 의 벡터는 0 으로 고정되고 기울기를 받지 않음
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.embed_dropout = nn.Dropout(embed_dropout)  # model.eval() 에서는 아무 일도 하지 않음
         rnn_class = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.rnn = rnn_class(embed_dim, hidden_size, batch_first=True, bidirectional=bidirectional)
         directions = 2 if bidirectional else 1
@@ -392,7 +407,8 @@ class RNNClassifier(nn.Module):
                         bias[hidden_size: 2 * hidden_size].fill_(1.0)  # 순서: 입력, 망각, 셀, 출력
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embedding(tokens), lengths)  # (B, T) → (B, T, E) → (B,)
+        embedded = self.embed_dropout(self.embedding(tokens))  # (B, T) → (B, T, E)
+        return self.classify(embedded, lengths)  # (B, T, E) → (B,)
 
     def classify(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """임베딩된 입력 (B, T, E) → 로짓 (B,). 기울기 소실 실험이 임베딩에 대한 기울기를 보려고 분리."""
@@ -426,14 +442,15 @@ class BagOfWords(nn.Module):
 
 
 def build_model(vocab_size: int, embed_dim: int, hidden_size: int, cell: str, bidirectional: bool = False,
-                dropout: float = 0.0, pooling: str = "last") -> nn.Module:
+                dropout: float = 0.0, pooling: str = "last", embed_dropout: float = 0.0) -> nn.Module:
     """모델 만들기: 체크포인트의 model_args 만으로 --resume·--predict 가 같은 모델을 다시 만듭니다.
 
-    cell="bow" 는 단어 주머니 기준선 (hidden_size·bidirectional·dropout·pooling 은 쓰지 않음).
+    cell="bow" 는 단어 주머니 기준선 (embed_dim 만 씀: 나머지는 순환 모델의 설정).
     """
     if cell == "bow":
         return BagOfWords(vocab_size, embed_dim)
-    return RNNClassifier(vocab_size, embed_dim, hidden_size, cell, bidirectional, dropout, pooling)
+    return RNNClassifier(vocab_size, embed_dim, hidden_size, cell, bidirectional, dropout, pooling,
+                         embed_dropout)
 
 
 def classifier_args(config: Config, vocab_size: int) -> dict:
@@ -443,7 +460,7 @@ def classifier_args(config: Config, vocab_size: int) -> dict:
     """
     return {"vocab_size": vocab_size, "embed_dim": config.embed_dim, "hidden_size": config.hidden_size,
             "cell": config.cell, "bidirectional": config.bidirectional, "dropout": config.dropout,
-            "pooling": config.pooling}
+            "pooling": config.pooling, "embed_dropout": config.embed_dropout}
 
 
 def check_packing(model: RNNClassifier, split: EncodedSplit, count: int = 4) -> float:
@@ -700,7 +717,7 @@ def compare_cells(config: Config, data: TextData, main_model: nn.Module, main_re
             continue
         torch.manual_seed(config.seed)
         model = build_model(len(data.itos), config.embed_dim, config.hidden_size, cell, config.bidirectional,
-                            config.dropout, config.pooling).to(device)
+                            config.dropout, config.pooling, config.embed_dropout).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.bow_lr if cell == "bow" else config.lr)
         history = training.History(Path(config.out_dir) / f"history_{cell}.csv")
         best_accuracy, best_state = -math.inf, None
@@ -728,16 +745,45 @@ def compare_cells(config: Config, data: TextData, main_model: nn.Module, main_re
     print(table.drop(columns="test_loss").to_string(float_format=lambda v: f"{v:.3f}",
                                                     formatters={"parameters": "{:,.0f}".format}))
     plot_cell_comparison(table, Path(config.out_dir) / "cells.png", show=config.show)
-    print(verdict_against_bag_of_words(config, data, table))
+    paired = paired_comparison(results[config.cell]["probabilities"], results["bow"]["probabilities"],
+                               data.test.labels)
+    print(verdict_against_bag_of_words(config, data, table, paired))
     return models, table
 
 
-def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataFrame) -> str:
-    """순환 모델이 순서를 보지 않는 단어 주머니에 지면, 그렇다고 말하고 해당하는 이유를 댑니다."""
+def paired_comparison(ours: torch.Tensor, baseline: torch.Tensor,
+                      labels: torch.Tensor) -> tuple[int, int, float]:
+    """같은 시험 리뷰로 짝지어 비교합니다 (McNemar 검정): (우리만 맞힌 수 b, 기준선만 맞힌 수 c, z).
+
+    둘 다 맞히거나 둘 다 틀린 리뷰는 어느 쪽이 나은지에 대해 아무것도 말하지 않으므로 빼고, 갈린 리뷰만
+    셉니다. 차이가 없다면 b 와 c 는 동전 던지기처럼 반반: z = (b - c) / √(b + c) 가 ±1.96 밖이면 그런
+    결과는 5% 보다 드뭅니다. 두 정확도의 차이 = (b - c) / 리뷰 수. ours, baseline: 긍정 확률 (N,).
+    """
+    labels = labels[: len(ours)]
+    ours_right, baseline_right = (ours > 0.5).float() == labels, (baseline > 0.5).float() == labels
+    b = int((ours_right & ~baseline_right).sum())  # 우리만 맞힘
+    c = int((~ours_right & baseline_right).sum())  # 기준선만 맞힘
+    return b, c, (b - c) / math.sqrt(b + c) if b + c else 0.0
+
+
+def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataFrame,
+                                 paired: tuple[int, int, float]) -> str:
+    """순환 모델과 순서를 보지 않는 단어 주머니의 판정. 이긴 차이가 잡음 안이면 비겼다고, 지면 이유를 댑니다.
+
+    paired: paired_comparison 의 (순환 모델만 맞힌 수, 단어 주머니만 맞힌 수, z).
+    """
     ours, bow = table.loc[config.cell, "test_accuracy"], table.loc["bow", "test_accuracy"]
+    only_ours, only_bow, z = paired
+    evidence = (f"같은 시험 리뷰에서 {config.cell} 만 맞힘 {only_ours:,}, 단어 주머니만 맞힘 {only_bow:,}, "
+                f"McNemar z = {z:+.2f}")
+    if ours > bow and z > Z_95:
+        return (f"[판정] {config.cell} 이 단어 주머니를 {100 * (ours - bow):.2f}점 이겼습니다 ({evidence}: "
+                "잡음으로 보기 어려움): 어순이 도움이 됩니다.")
     if ours > bow:
-        return (f"[판정] {config.cell} 이 단어 주머니를 {100 * (ours - bow):.2f}점 이겼습니다: "
-                "어순이 도움이 됩니다.")
+        return (f"[판정] {config.cell} 이 단어 주머니를 {100 * (ours - bow):.2f}점 앞섰지만 ({evidence}) "
+                f"z 가 {Z_95} 안이라 잡음과 구별되지 않습니다: 이 데이터에서는 비긴 것으로 보고, --seed 를 "
+                "바꿔 (분할도 바뀜) 여러 번 재 보세요." + (f" 아직 쓰지 않은 레시피: {' '.join(flags)}."
+                                                     if (flags := recipe_flags(config, data)) else ""))
     reasons = []
     if len(data.train.labels) < SMALL_TRAIN_SET:
         reasons.append(f"학습 리뷰가 {len(data.train.labels):,}개뿐이라 순환망이 어순까지 배우기에 적음")
@@ -752,8 +798,8 @@ def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataF
     advice = (f"시도해 볼 레시피: {' '.join(flags)} (rt-polarity 에서 단계마다 잰 효과: "
               "benchmarks/rt_polarity_recipe.md)" if flags else
               "레시피의 플래그를 모두 썼습니다: 다음 단계는 사전 학습 임베딩(GloVe 등)이나 더 많은 데이터")
-    return (f"[판정] {config.cell} ({ours:.3f}) 이 단어 주머니 ({bow:.3f}) 를 이기지 못했습니다. 이유: "
-            + "; ".join(reasons) + f". {advice}.")
+    return (f"[판정] {config.cell} ({ours:.3f}) 이 단어 주머니 ({bow:.3f}) 를 이기지 못했습니다 "
+            f"({evidence}). 이유: " + "; ".join(reasons) + f". {advice}.")
 
 
 def recipe_flags(config: Config, data: TextData) -> list[str]:
@@ -761,6 +807,7 @@ def recipe_flags(config: Config, data: TextData) -> list[str]:
 
     1) 긴 리뷰는 끝(결론)도 남기기  2) 양방향  3) 시간 축 최대 풀링  4) 조기 종료와 넉넉한 epoch
     5) 실제 어휘(수천 단어)에 맞는 크기와 강한 드롭아웃 (Kim, 2014 의 문장 분류: 드롭아웃 0.5)
+    6) 임베딩 드롭아웃 (드문 단어의 벡터를 외우지 않도록)
     """
     flags = []
     if data.truncated_fraction > 0.1 and config.truncate == "head":
@@ -775,6 +822,8 @@ def recipe_flags(config: Config, data: TextData) -> list[str]:
         flags.append(f"--embed-dim {RECIPE_SIZE} --hidden-size {RECIPE_SIZE}")
     if config.dropout < RECIPE_DROPOUT:
         flags.append(f"--dropout {RECIPE_DROPOUT}")
+    if config.embed_dropout < RECIPE_EMBED_DROPOUT:
+        flags.append(f"--embed-dropout {RECIPE_EMBED_DROPOUT}")
     return flags
 
 

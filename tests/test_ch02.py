@@ -217,8 +217,8 @@ def test_chapter_trains_and_predicts_on_fashion_layout(mod, tmp_path):
     cv2.imwrite(str(image_path), cv2.resize(arrays["t10k"][0][3].astype(np.uint8), (84, 84)))
     config.pop("hidden_size")  # 예측은 모델 플래그 없이
     result = mod.main(quick(mod, **config, predict=str(image_path)))
-    model, checkpoint = mod.training.load_trained_model(out_dir / "best.pt", mod.build_model, quick(mod, **config),
-                                               "cpu")
+    model, checkpoint = mod.training.load_trained_model(out_dir / "best.pt", mod.build_model,
+                                                        quick(mod, **config), "cpu")
     assert checkpoint["extra"]["classes"] == FASHION_CLASSES
     image = read_image_as_mnist(image_path, center_of_mass=False)
     with torch.no_grad():

@@ -271,7 +271,8 @@ def test_best_pt_is_the_first_best_epoch_and_gives_the_test_score(mod, trained_d
     """best.pt = 검증 정확도가 처음으로 최고였던 epoch (같으면 바꾸지 않음), 시험 점수는 그 가중치로."""
     out_dir, metrics = trained_dir
     config = mod.Config(**SMOKE, out_dir=str(out_dir))
-    model, checkpoint = mod.training.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu", "test")
+    model, checkpoint = mod.training.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu",
+                                                        "test")
     history = torch.load(out_dir / "last.pt", weights_only=True)["history"]  # 모든 epoch 의 기록
     accuracies = [row["val_accuracy"] for row in history]
     assert checkpoint["epoch"] == 1 + accuracies.index(max(accuracies))
@@ -339,19 +340,61 @@ def test_verdict_names_the_recipe_flags_not_yet_used(mod):
     data = types.SimpleNamespace(train=types.SimpleNamespace(labels=torch.zeros(7677)),
                                  test=types.SimpleNamespace(kinds=None), truncated_fraction=0.3)
     table = pd.DataFrame({"test_accuracy": {"lstm": 0.725, "bow": 0.750}})
-    lost = mod.verdict_against_bag_of_words(mod.Config(truncate="head"), data, table)
-    assert "이기지 못했습니다" in lost and "결론이 흔히 있는 끝부분" in lost
+    paired = (60, 113, -4.03)  # lstm 만 맞힘, bow 만 맞힘, z
+    lost = mod.verdict_against_bag_of_words(mod.Config(truncate="head"), data, table, paired)
+    assert "이기지 못했습니다" in lost and "결론이 흔히 있는 끝부분" in lost and "z = -4.03" in lost
     for flag in ("--truncate both", "--bidirectional", "--pooling max", "--epochs 20 --patience 3",
-                 "--embed-dim 128 --hidden-size 128", "--dropout 0.5"):
+                 "--embed-dim 128 --hidden-size 128", "--dropout 0.5", "--embed-dropout 0.5"):
         assert flag in lost, flag
     recipe = mod.Config(bidirectional=True, pooling="max", epochs=20, embed_dim=128, hidden_size=128,
-                        dropout=0.5)
-    all_used = mod.verdict_against_bag_of_words(recipe, data, table)  # 기본 truncate=both: 가운데만 버림
+                        dropout=0.5, embed_dropout=0.5)
+    all_used = mod.verdict_against_bag_of_words(recipe, data, table, paired)  # 기본 truncate=both: 가운데만
     assert "--" not in all_used.split("이유:")[1] and "가운데" in all_used and "모두 썼습니다" in all_used
-    no_patience = mod.verdict_against_bag_of_words(dataclasses.replace(recipe, patience=99), data, table)
+    no_patience = mod.verdict_against_bag_of_words(dataclasses.replace(recipe, patience=99), data, table,
+                                                   paired)
     assert "--epochs 20 --patience 3" in no_patience  # 조기 종료를 끈 실행에는 기본 patience 를 권함
-    table.loc["lstm", "test_accuracy"] = 0.7505
-    assert "0.05점 이겼습니다" in mod.verdict_against_bag_of_words(recipe, data, table)
+    # 앞섰어도 짝지은 비교의 z 가 1.96 안이면 '이겼다'가 아니라 '비김': 2,132 문장 중 20개 차이 (0.94점)
+    table.loc["lstm", "test_accuracy"] = 0.7594
+    tie = mod.verdict_against_bag_of_words(recipe, data, table, (90, 70, 20 / 160 ** 0.5))
+    assert "0.94점 앞섰지만" in tie and "비긴 것" in tie and "이겼습니다" not in tie
+    table.loc["lstm", "test_accuracy"] = 0.7688  # 40개 차이, z = 40 / √200 = 2.83
+    won = mod.verdict_against_bag_of_words(recipe, data, table, (120, 80, 40 / 200 ** 0.5))
+    assert "1.88점 이겼습니다" in won and "z = +2.83" in won
+
+
+def test_paired_comparison_counts_only_reviews_where_the_two_models_disagree(mod):
+    labels = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0])
+    ours = torch.tensor([0.9, 0.8, 0.2, 0.7, 0.4])  # 맞음: 예 예 예 아니오 아니오
+    baseline = torch.tensor([0.9, 0.3, 0.6, 0.1, 0.2])  # 맞음: 예 아니오 아니오 예 아니오
+    only_ours, only_baseline, z = mod.paired_comparison(ours, baseline, labels)
+    assert (only_ours, only_baseline) == (2, 1)  # 둘 다 맞힘(0번)·둘 다 틀림(4번)은 세지 않음
+    assert z == pytest.approx((2 - 1) / 3 ** 0.5)
+    assert mod.paired_comparison(ours, ours, labels) == (0, 0, 0.0)
+
+
+def test_embed_dropout_drops_word_vectors_only_while_training_recurrent_models(mod):
+    """--embed-dropout: 학습 중에는 순환 셀에 들어가는 임베딩 성분의 약 p 를 0 으로, 나머지는 1/(1-p) 배;
+    eval() 에서는 드롭아웃 없는 같은 모델과 같은 출력; 단어 주머니에는 붙지 않음; 범위 밖 값은 거절."""
+    torch.manual_seed(0)
+    model = mod.build_model(50, 16, 6, "lstm", bidirectional=True, pooling="max", embed_dropout=0.5)
+    plain = mod.build_model(50, 16, 6, "lstm", bidirectional=True, pooling="max")
+    plain.load_state_dict(model.state_dict())
+    tokens, lengths = torch.randint(2, 50, (8, 9)), torch.tensor([9, 8, 7, 5, 4, 3, 2, 1])
+    model.eval(), plain.eval()
+    assert torch.equal(model(tokens, lengths), plain(tokens, lengths))
+    seen = []
+    model.classify = lambda embedded, lengths: seen.append(embedded) or torch.zeros(len(lengths))
+    model.train()
+    model(tokens, lengths)
+    raw = model.embedding(tokens).detach()
+    embedded = seen[0].detach()
+    dropped = embedded == 0
+    assert 0.4 < dropped.float().mean().item() < 0.6
+    assert torch.allclose(embedded[~dropped], 2 * raw[~dropped])
+    assert isinstance(mod.build_model(50, 16, 6, "bow", embed_dropout=0.5), mod.BagOfWords)
+    assert mod.classifier_args(mod.Config(embed_dropout=0.5), 50)["embed_dropout"] == 0.5  # 체크포인트에
+    with pytest.raises(ValueError, match="--embed-dropout"):
+        mod.Config(embed_dropout=1.0)
 
 
 def test_same_seed_same_metrics(mod, trained_dir, tmp_path):
@@ -443,7 +486,7 @@ def test_real_data_path_end_to_end(mod, tmp_path, capsys):
     # 판정문: 이기면 이겼다고, 지면 이유(적은 데이터, 강한 기준선)를 대며 졌다고
     out = capsys.readouterr().out
     if metrics["test_accuracy"] > metrics["bow_test_accuracy"]:
-        assert "이겼습니다" in out
+        assert "이겼습니다" in out or "앞섰지만" in out
     else:
         assert "이기지 못했습니다" in out and "3개뿐" in out and "강한 기준선" in out
 

@@ -269,7 +269,8 @@ def test_test_rmse_comes_from_best_pt(mod, smoke_run):
     """best.pt = 검증 RMSE 가 처음으로 가장 작았던 epoch, 시험 RMSE 는 그 가중치로."""
     out_dir, metrics = smoke_run
     config = mod.Config(**SMOKE, out_dir=str(out_dir))
-    model, checkpoint = mod.training.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu", "test")
+    model, checkpoint = mod.training.load_trained_model(out_dir / "best.pt", mod.build_model, config, "cpu",
+                                                        "test")
     history = torch.load(out_dir / "last.pt", weights_only=True)["history"]  # 모든 epoch 의 기록
     val_rmse = [row["val_rmse"] for row in history]
     assert checkpoint["epoch"] == 1 + val_rmse.index(min(val_rmse)) and checkpoint["best"] == min(val_rmse)
