@@ -60,7 +60,8 @@
       앞섬 (+0.47, +1.74, +1.45점). 같은 시험 리뷰로 짝지은 McNemar z 는 +0.53, +2.26, +1.82 라 한 번의
       실행으로 '이겼다'고 할 만한 것은 seed 43 하나, 나머지는 비김. GRU 0.7631, RNN 0.7603. 실행당
       320–456 s (두 실행을 함께). 임베딩 드롭아웃이 없던 레시피(--embed-dropout 0)는 LSTM 0.7472 로
-      단어 주머니보다 0.9점 아래였습니다. 단계별 표와 0.5 를 검증으로 고른 과정: benchmarks/rt_polarity_recipe.md.
+      단어 주머니보다 0.9점 아래였습니다. 단계별 표와 0.5 를 검증으로 고른 과정:
+      benchmarks/rt_polarity_recipe.md.
     --predict 는 같은 --out-dir (기본 outputs/04_rnn_text_classification/)의 best.pt 하나만 씁니다
     (모델 설정과 어휘가 그 안에 있어 --cell 등을 다시 줄 필요가 없음). 결과는 prediction.json 에도.
     예: "the acting was bad but the plot was great" → 0.985, 두 절의 순서를 바꾸면 0.005,
@@ -703,35 +704,44 @@ def predict(config: Config, device: torch.device) -> dict:
 
 
 # %% 부록(실험) A. 셀 비교: 같은 데이터·같은 epoch·같은 시작 난수로 네 모델
+def train_cell(config: Config, data: TextData, cell: str, epochs: int, device: torch.device,
+               max_batches: int | None) -> tuple[nn.Module, float]:
+    """셀 하나를 처음부터 메모리 안에서 학습합니다. 반환: (검증 정확도가 가장 높았던 epoch 의 가중치를 실은
+    모델, 그 검증 정확도).
+
+    torch.manual_seed(config.seed) 로 시작하므로 숫자가 앞에서 무엇을 했는지(이어하기 여부 포함)와
+    상관없습니다. 조기 종료도 기본 실행과 같은 규칙(--patience), 기록은 history_<셀>.csv.
+    """
+    torch.manual_seed(config.seed)
+    model = build_model(**{**classifier_args(config, len(data.itos)), "cell": cell}).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.bow_lr if cell == "bow" else config.lr)
+    history = training.History(Path(config.out_dir) / f"history_{cell}.csv")
+    best_accuracy, best_state = -math.inf, None
+    for epoch in range(1, epochs + 1):
+        if early_stop(history, config.patience, best_accuracy, epoch, cell):
+            break
+        train_loss = train_one_epoch(model, optimizer, data.train, config.batch_size, config.grad_clip,
+                                     epoch, device, max_batches, desc=f"{cell} epoch {epoch}")
+        val = evaluate(model, data.val, device, max_batches)
+        history.log(cell=cell, epoch=epoch, train_loss=train_loss, val_loss=val["loss"],
+                    val_accuracy=val["accuracy"])
+        if val["accuracy"] > best_accuracy:  # run 블록과 같은 규칙: 더 좋아야(>) 바꿈
+            best_accuracy, best_state = val["accuracy"], copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return model, best_accuracy
+
+
 def compare_cells(config: Config, data: TextData, main_model: nn.Module, main_result: dict, epochs: int,
                   device: torch.device, max_batches: int | None) -> tuple[dict, pd.DataFrame]:
     """기본 셀(best.pt)과 나머지 셀을 같은 조건으로: 각자 검증 정확도가 가장 높은 epoch 의 가중치로 시험.
 
-    체크포인트 없이 메모리 안에서 학습합니다. 셀마다 torch.manual_seed(config.seed) 로 시작하므로
-    숫자가 앞에서 무엇을 했는지(이어하기 여부 포함)와 상관없습니다. 조기 종료도 기본 실행과 같은 규칙
-    (--patience), 셀마다의 기록은 history_<셀>.csv.
+    나머지 셀은 체크포인트 없이 train_cell 로 (셀마다 같은 시작 난수, 같은 조기 종료).
     """
     models, results = {config.cell: main_model}, {config.cell: main_result}
     for cell in CELLS:
         if cell in models:
             continue
-        torch.manual_seed(config.seed)
-        model = build_model(len(data.itos), config.embed_dim, config.hidden_size, cell, config.bidirectional,
-                            config.dropout, config.pooling, config.embed_dropout).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.bow_lr if cell == "bow" else config.lr)
-        history = training.History(Path(config.out_dir) / f"history_{cell}.csv")
-        best_accuracy, best_state = -math.inf, None
-        for epoch in range(1, epochs + 1):
-            if early_stop(history, config.patience, best_accuracy, epoch, cell):
-                break
-            train_loss = train_one_epoch(model, optimizer, data.train, config.batch_size, config.grad_clip,
-                                         epoch, device, max_batches, desc=f"{cell} epoch {epoch}")
-            val = evaluate(model, data.val, device, max_batches)
-            history.log(cell=cell, epoch=epoch, train_loss=train_loss, val_loss=val["loss"],
-                        val_accuracy=val["accuracy"])
-            if val["accuracy"] > best_accuracy:  # run 블록과 같은 규칙: 더 좋아야(>) 바꿈
-                best_accuracy, best_state = val["accuracy"], copy.deepcopy(model.state_dict())
-        model.load_state_dict(best_state)
+        model, best_accuracy = train_cell(config, data, cell, epochs, device, max_batches)
         models[cell], results[cell] = model, evaluate(model, data.test, device, max_batches)
         print(f"[비교] {cell:>4}: 검증 최고 {best_accuracy:.4f}, 시험 정확도 {results[cell]['accuracy']:.4f}")
     table = pd.DataFrame({cell: {"test_accuracy": results[cell]["accuracy"],
@@ -774,6 +784,7 @@ def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataF
     """
     ours, bow = table.loc[config.cell, "test_accuracy"], table.loc["bow", "test_accuracy"]
     only_ours, only_bow, z = paired
+    flags = recipe_flags(config, data)  # 이 실행이 아직 쓰지 않은 레시피 플래그
     evidence = (f"같은 시험 리뷰에서 {config.cell} 만 맞힘 {only_ours:,}, 단어 주머니만 맞힘 {only_bow:,}, "
                 f"McNemar z = {z:+.2f}")
     if ours > bow and z > Z_95:
@@ -782,8 +793,8 @@ def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataF
     if ours > bow:
         return (f"[판정] {config.cell} 이 단어 주머니를 {100 * (ours - bow):.2f}점 앞섰지만 ({evidence}) "
                 f"z 가 {Z_95} 안이라 잡음과 구별되지 않습니다: 이 데이터에서는 비긴 것으로 보고, --seed 를 "
-                "바꿔 (분할도 바뀜) 여러 번 재 보세요." + (f" 아직 쓰지 않은 레시피: {' '.join(flags)}."
-                                                     if (flags := recipe_flags(config, data)) else ""))
+                "바꿔 (분할도 바뀜) 여러 번 재 보세요."
+                + (f" 아직 쓰지 않은 레시피: {' '.join(flags)}." if flags else ""))
     reasons = []
     if len(data.train.labels) < SMALL_TRAIN_SET:
         reasons.append(f"학습 리뷰가 {len(data.train.labels):,}개뿐이라 순환망이 어순까지 배우기에 적음")
@@ -794,7 +805,6 @@ def verdict_against_bag_of_words(config: Config, data: TextData, table: pd.DataF
         reasons.append("실제 리뷰는 great·awful 같은 단어만으로 대부분 맞혀 단어 주머니가 강한 기준선")
     if len(reasons) == 0:
         reasons.append("학습이 덜 되었음 (--epochs 를 늘려 보세요)")
-    flags = recipe_flags(config, data)
     advice = (f"시도해 볼 레시피: {' '.join(flags)} (rt-polarity 에서 단계마다 잰 효과: "
               "benchmarks/rt_polarity_recipe.md)" if flags else
               "레시피의 플래그를 모두 썼습니다: 다음 단계는 사전 학습 임베딩(GloVe 등)이나 더 많은 데이터")

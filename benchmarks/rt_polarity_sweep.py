@@ -1,8 +1,9 @@
 """04장 레시피 고르기: rt-polarity 에서 한 모델만 학습해 검증 최고 정확도와 그 epoch 의 시험 정확도를 잽니다.
 
 장 전체(셀 비교·기울기 실험)를 돌리지 않고 모델 하나씩, 여러 설정 x 시드를 프로세스 여럿에 나눠 돌립니다.
-장과 같은 분할·어휘·학습 단계(04 의 prepare_data, build_model, batch_slices, evaluate)를 쓰고, 장에 없는
-두 가지 변형만 여기서 붙여 봅니다: 단어 주머니의 임베딩 드롭아웃, 단어 드롭아웃(학습 중 토큰을 <unk> 로).
+학습은 04 의 train_cell 그대로입니다 (장의 셀 비교와 같은 분할·어휘·학습 단계·조기 종료, 같은 숫자).
+장에 없는 두 변형만 여기서 모델에 붙여 봅니다: 단어 주머니의 임베딩 드롭아웃, 단어 드롭아웃(학습 중
+토큰을 <unk> 로).
 고르는 기준은 검증 정확도입니다 (시험 정확도는 기록만). 결과: benchmarks/rt_polarity_recipe.md.
 
     python benchmarks/rt_polarity_sweep.py --cells lstm bow --seeds 42 43 44 \\
@@ -12,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import importlib.util
 import io
 import json
-import math
 import multiprocessing
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,60 +32,61 @@ _spec = importlib.util.spec_from_file_location("ch04", ROOT / "04_rnn_text_class
 ch04 = importlib.util.module_from_spec(_spec)
 sys.modules["ch04"] = ch04
 _spec.loader.exec_module(ch04)
+build_model = ch04.build_model  # 장의 원래 것 (run_one 이 변형으로 감쌈)
 
 # 레시피 (benchmarks/rt_polarity_recipe.md 의 단계 4): 변형은 이 위에 덮어씀
 RECIPE = dict(bidirectional=True, pooling="max", epochs=20, patience=3, embed_dim=128, hidden_size=128,
               dropout=0.5)
 
 
-def bag_with_embedding_dropout(model: ch04.BagOfWords, p: float):
-    """단어 주머니의 forward 를 '임베딩 → 드롭아웃 → 패딩 뺀 평균' 으로 (EmbeddingBag 과 같은 가중치)."""
-    drop = nn.Dropout(p)
+def with_sweep_variants(build_model, word_dropout: float, bag_embed_dropout: float):
+    """04 의 build_model 을 감싸 장에 없는 두 변형을 붙입니다 (학습 중에만, eval() 에서는 그대로).
 
-    def forward(tokens, lengths):
-        vectors = F.embedding(tokens, model.bag.weight, padding_idx=ch04.PAD_ID)  # (B, T, E)
-        vectors = drop(vectors) if model.training else vectors
-        real = (tokens != ch04.PAD_ID).unsqueeze(2).float()  # (B, T, 1)
-        return model.head((vectors * real).sum(1) / real.sum(1).clamp(min=1)).squeeze(1)
+    - 단어 드롭아웃(word dropout): 학습 배치의 진짜 토큰을 이 비율만큼 <unk> 로 (모든 모델).
+    - 단어 주머니의 임베딩 드롭아웃: '임베딩 → 드롭아웃 → 패딩 뺀 평균' (EmbeddingBag 과 같은 가중치).
+    """
+    def build(**model_args):
+        model = build_model(**model_args)
+        forward = model.forward
+        drop = nn.Dropout(bag_embed_dropout)
 
-    model.forward = forward
+        def bag_forward(tokens, lengths):
+            vectors = drop(F.embedding(tokens, model.bag.weight, padding_idx=ch04.PAD_ID))  # (B, T, E)
+            real = (tokens != ch04.PAD_ID).unsqueeze(2).float()  # (B, T, 1)
+            return model.head((vectors * real).sum(1) / real.sum(1).clamp(min=1)).squeeze(1)
+
+        if model_args["cell"] == "bow" and bag_embed_dropout > 0:
+            model.add_module("bag_embed_dropout", drop)  # train()/eval() 을 따라가도록
+            forward = bag_forward
+
+        def forward_with_word_dropout(tokens, lengths):
+            if model.training and word_dropout > 0:
+                hit = (torch.rand(tokens.shape) < word_dropout) & (tokens != ch04.PAD_ID)
+                tokens = tokens.masked_fill(hit, ch04.UNK_ID)
+            return forward(tokens, lengths)
+
+        model.forward = forward_with_word_dropout
+        return model
+
+    return build
 
 
 def run_one(variant: dict, seed: int, cell: str, data_dir: str) -> dict:
+    """설정 하나 x 시드 하나 x 모델 하나: 04 의 train_cell (장의 셀 비교와 같은 학습·조기 종료) 그대로."""
     torch.set_num_threads(1)
     settings = dict(variant)
     name = settings.pop("name")
     word_dropout = settings.pop("word_dropout", 0.0)
-    config = ch04.Config(data="real", data_dir=data_dir, seed=seed, device="cpu", out_dir="",
-                         **{**RECIPE, **settings})
-    with contextlib.redirect_stdout(io.StringIO()):
+    with tempfile.TemporaryDirectory() as out_dir, contextlib.redirect_stdout(io.StringIO()):
+        config = ch04.Config(data="real", data_dir=data_dir, seed=seed, device="cpu", out_dir=out_dir,
+                             **{**RECIPE, **settings})
         data = ch04.prepare_data(config)
-    torch.manual_seed(seed)
-    model = ch04.build_model(**{**ch04.classifier_args(config, len(data.itos)), "cell": cell})
-    if cell == "bow" and config.embed_dropout > 0:
-        bag_with_embedding_dropout(model, config.embed_dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.bow_lr if cell == "bow" else config.lr)
-    cpu, started = torch.device("cpu"), time.perf_counter()
-    best, best_state, since, epochs = -math.inf, None, 0, 0
-    for epoch in range(1, config.epochs + 1):
-        if since >= config.patience:
-            break
-        model.train()
-        for rows in ch04.batch_slices(len(data.train.labels), config.batch_size, shuffle=True):
-            tokens, lengths, labels = ch04.take_batch(data.train, rows, cpu)
-            if word_dropout:
-                hit = (torch.rand(tokens.shape) < word_dropout) & (tokens != ch04.PAD_ID)
-                tokens = tokens.masked_fill(hit, ch04.UNK_ID)
-            optimizer.zero_grad()
-            loss = F.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-        val, epochs = ch04.evaluate(model, data.val, cpu)["accuracy"], epoch
-        best, best_state, since = (val, copy.deepcopy(model.state_dict()), 0) if val > best else (
-            best, best_state, since + 1)
-    model.load_state_dict(best_state)
-    test = ch04.evaluate(model, data.test, cpu)["accuracy"]
+        bag_embed_dropout = config.embed_dropout if cell == "bow" else 0.0  # 장의 단어 주머니는 쓰지 않음
+        ch04.build_model = with_sweep_variants(build_model, word_dropout, bag_embed_dropout)
+        started = time.perf_counter()
+        model, best = ch04.train_cell(config, data, cell, config.epochs, torch.device("cpu"), None)
+        epochs = len(ch04.training.History(Path(out_dir) / f"history_{cell}.csv", resume=True).rows)
+    test = ch04.evaluate(model, data.test, torch.device("cpu"))["accuracy"]
     return {"name": name, "seed": seed, "cell": cell, "val": round(best, 4), "test": round(test, 4),
             "epochs": epochs, "seconds": round(time.perf_counter() - started, 1)}
 

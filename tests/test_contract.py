@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -213,8 +214,6 @@ MAX_MAIN_LINES = 62  # "main() ... about 60 lines at most" (def 줄과 docstring
 
 def chapter_shape(path: Path) -> dict:
     """장 파일을 실행하지 않고 구문 트리(ast)로 읽어 모양을 잽니다."""
-    import ast
-
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = [alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
              and (node.module or "").split(".")[0] == "utils" for alias in node.names]
