@@ -335,3 +335,52 @@ def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
     if not torch.isfinite(loss):
         raise UserError(f"손실이 {loss.item()} 이 되었습니다 (epoch {epoch}, 배치 {step}). "
                         "학습률(--lr)을 낮추거나 입력 정규화를 확인하세요.")
+
+
+# ---------------------------------------------------------------------------
+# 학습 예산(budget): epoch 수가 아니라 '본 이미지 수'로 정합니다 (DESIGN.md "Your own data")
+# ---------------------------------------------------------------------------
+def epochs_for_budget(train_count: int, budget_images: int, *, max_epochs: int, min_epochs: int = 1) -> int:
+    """학습 세트 `train_count` 장으로 약 `budget_images` 장을 보려면 몇 바퀴(epoch) 돌아야 하는지.
+
+    절차적 기본 데이터 16,000 장 × 10 epoch 으로 맞춘 학습 길이를 160 장짜리 폴더에 그대로 쓰면
+    걸음(step) 수가 100 분의 1 이 됩니다. 그래서 '본 이미지 수'를 맞춥니다: ceil(예산 / 세트 크기),
+    [min_epochs, max_epochs] 안으로 자름 (max_epochs 는 시간 상한, 조기 종료가 더 일찍 끝낼 수 있음).
+    """
+    if train_count < 1:
+        raise UserError("학습 세트가 비어 있습니다: 데이터 폴더를 확인하세요.")
+    return max(min_epochs, min(max_epochs, -(-budget_images // train_count)))
+
+
+def describe_budget(train_count: int, epochs: int, seconds_per_image: float | None = None,
+                    unit: str = "장") -> str:
+    """학습 전에 보여 줄 한 줄: '162장 × 74바퀴 ≈ 11,988장, 이 기계에서 약 6분'."""
+    total = train_count * epochs
+    line = f"학습 예산: {train_count:,}{unit} × {epochs}바퀴(epoch) ≈ {total:,}{unit}"
+    if seconds_per_image is not None:
+        minutes = total * seconds_per_image / 60
+        line += f", 이 기계에서 약 {minutes:.0f}분" if minutes >= 1 else f", 이 기계에서 약 {minutes * 60:.0f}초"
+    return line + " (--epochs 로 바꿀 수 있고, 검증 지표가 멈추면 조기 종료)"
+
+
+def seconds_per_image(model: torch.nn.Module, loss_fn, batch, repeats: int = 2) -> float:
+    """학습 한 걸음(forward + backward)이 이미지 한 장에 걸리는 시간(초)을 잽니다: 예산 안내용.
+
+    모델의 복사본으로 재므로 가중치·BatchNorm 통계·옵티마이저는 그대로이고, 난수 상태도
+    `fork_rng` 로 되돌려 같은 seed 의 학습 숫자가 바뀌지 않습니다. batch: (inputs, targets) 의
+    한 배치, loss_fn(outputs, targets) → 스칼라. 첫 번째 걸음은 준비 시간(warm-up)이라 버립니다.
+    """
+    import copy
+
+    inputs, targets = batch
+    probe = copy.deepcopy(model).train()
+    devices = [inputs.device.index] if inputs.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        timings = []
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            loss_fn(probe(inputs), targets).backward()
+            if inputs.device.type == "cuda":
+                torch.cuda.synchronize()
+            timings.append(time.perf_counter() - started)
+    return min(timings[1:]) / len(inputs)
