@@ -120,7 +120,9 @@ class Config(RunConfig):
         "mlp_epochs", "mlp_hidden_size", "depth_layers", "depth_steps", "pretrained",
         "transfer_epochs", "fine_tune_epochs", "transfer_size", "dist_timeout"}
     model: Literal["vgg", "resnet"] = "vgg"  # vgg: 강의의 3블록 CNN, resnet: 잔차 블록 변형
-    epochs: int = 8  # 도형 데이터는 8 epoch 이면 99% 를 넘김 (CPU 시간 예산 안)
+    epochs: int = 0  # 0 = 학습 예산(--train-images)에서 계산 (도형은 8바퀴). N 을 주면 정확히 N epoch
+    train_images: int = 144_000  # 학습 예산(본 이미지 수): 도형 학습 18,000장 × 8바퀴면 99% 를 넘김
+    patience: int = 10  # 조기 종료: 검증 손실이 이만큼 epoch 동안 나아지지 않으면 멈춤 (0 = 끄기)
     batch_size: int = 128  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 0.05  # SGD 최대 학습률 (OneCycle 스케줄의 꼭대기)
     momentum: float = 0.9  # SGD 모멘텀: 표준값
@@ -148,7 +150,7 @@ class Config(RunConfig):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다 "
                                  f"(받은 값: {getattr(self, name)}).")
-        for name in ("mlp_epochs", "depth_steps", "transfer_epochs", "fine_tune_epochs"):
+        for name in ("mlp_epochs", "depth_steps", "transfer_epochs", "fine_tune_epochs", "patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} 는 0 이상이어야 합니다 "
                                  f"(받은 값: {getattr(self, name)}).")
@@ -202,6 +204,21 @@ def prepare_data(config: Config, device: torch.device):
           f"{', …' if len(data.classes) > 10 else ''})")
     mean, std = channel_stats(data.x_train)
     return data, (x_val, y_val), {"mean": mean, "std": std, "device": device}
+
+
+def training_length(config: Config, train_count: int) -> tuple[int, int | None]:
+    """(epoch 수, epoch 당 최대 배치 수). 학습 길이는 epoch 수가 아니라 '본 이미지 수'(예산)로 정합니다.
+
+    도형 18,000장 × 8바퀴 = 144,000장에 맞춘 학습 길이를 300장짜리 폴더에 8 epoch 로 쓰면 걸음 수가
+    60 분의 1 이라 배우다 맙니다. 그래서 예산 ÷ 세트 크기: 폴더 300장 → 480바퀴 (조기 종료가 먼저 끝낼
+    수 있음), CIFAR-10 45,000장 → 4바퀴. 32x32 이미지라 예산이 곧 시간 상한 (2코어 약 5분).
+    --epochs N 은 예산 대신 정확히 N, --smoke 는 배치 하나씩 최대 3 epoch.
+    """
+    if config.smoke:
+        return min(config.epochs or 3, 3), 1
+    epochs = config.epochs or training.epochs_for_budget(train_count, config.train_images, max_epochs=2000)
+    print(training.describe_budget(train_count, epochs, early_stop=config.patience > 0))
+    return epochs, None
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1005,11 +1022,11 @@ def main(config: Config) -> dict:
         return predict(config, pick_device(config.device))
     device, world = setup_ddp(config)  # torchrun 이 아니면 (--device 의 장치, 1): 한 프로세스 (3-1절)
     parameter_counts = run_lessons()  # 합성곱·풀링 손 계산, MLP 와 CNN 의 첫 층 파라미터 수
-    epochs, max_batches = (min(config.epochs, 3), 1) if config.smoke else (config.epochs, None)  # --smoke
     amp = config.amp and device.type == "cuda"
 
     # 1. 데이터: 검증 분할, 학습 세트의 채널별 평균·표준편차 ---------------------------------
     data, (x_val, y_val), inputs = prepare_data(config, device)  # inputs: uint8 배치 → 모델 입력에 필요한 것
+    epochs, max_batches = training_length(config, len(data.y_train))  # 본 이미지 수로 정한 epoch 수
 
     # 2. 모델과 최적화기 (DDP 면 모델을 감싸고 학습 세트를 프로세스 수로 나눔) -----------------------
     model_args, model, optimizer, scheduler, scaler = prepare_model(config, data, device, epochs, amp)
@@ -1042,6 +1059,8 @@ def main(config: Config) -> dict:
                 training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
             training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))  # DDP: 파일은 rank 0 만 씀
             distributed.barrier()  # DDP: 다른 프로세스는 rank 0 이 다 쓸 때까지 기다림 (3-1절)
+            if training.early_stop(history, "val_loss", config.patience, mode="min"):
+                break
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None

@@ -113,7 +113,8 @@ class Config(RunConfig):
     image_size: int = 32  # 생성 이미지 한 변: 32 또는 64 (4x4 에서 두 배씩 키우는 구조)
     latent_dim: int = 100  # z 의 차원 (DCGAN 논문·강의 표의 100)
     width: int = 32  # G 마지막 층·D 첫 층 채널 수, 한 단계마다 두 배 (논문 64; CPU 시간 예산 때문에 32)
-    epochs: int = 100  # digits(약 1,300장, epoch 당 G 20걸음) 기준. 실제 MNIST 는 5 epoch 이면 충분
+    epochs: int = 0  # 0 = 학습 예산(--train-images)에서 계산. N 을 주면 정확히 N epoch
+    train_images: int = 129_300  # 학습 예산: 판별기가 볼 실제 이미지 수 (아래 training_epochs 참고)
     batch_size: int = 64  # DCGAN 논문은 128; 작은 데이터에서 epoch 당 걸음 수를 늘리려 64
     lr: float = 2e-4  # G·D 공통 Adam 학습률 (DCGAN 논문의 값)
     critic_steps: int = 5  # WGAN-GP: 생성기 한 걸음마다 비평가 걸음 수 (논문 n_critic = 5)
@@ -132,7 +133,7 @@ class Config(RunConfig):
         if not 0 <= self.predict <= MAX_PREDICT:
             raise ValueError(f"--predict 는 0(학습) 또는 1~{MAX_PREDICT} 장이어야 합니다 "
                              f"(받은 값: {self.predict}).")
-        for name in ("latent_dim", "width", "critic_steps", "classifier_steps", "max_images"):
+        for name in ("latent_dim", "width", "critic_steps", "classifier_steps", "max_images", "train_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} 는 1 이상이어야 합니다 "
                                  f"(받은 값: {getattr(self, name)}).")
@@ -233,6 +234,20 @@ def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator | 
         count = min(count, max_batches)
     for index in range(count):
         yield images[order[index * batch_size:(index + 1) * batch_size]]
+
+
+def training_epochs(config: Config, train_count: int) -> int:
+    """학습 길이를 epoch 수가 아니라 '본 이미지 수'(예산)로 정합니다 (DESIGN.md "Your own data").
+
+    예산 129,300장 = sklearn digits 학습 분할 1,293장 × 100바퀴 (G 2,000걸음, 이 장을 맞춘 길이).
+    같은 예산이 실제 MNIST 54,000장에서는 3바퀴 (G 약 2,500걸음, 2코어에서 몇 분)이고, 2시간짜리
+    100바퀴가 되지 않습니다. 이미지 폴더 2만 장이면 7바퀴. --epochs N 은 예산 대신 정확히 N.
+    """
+    if config.smoke:
+        return min(config.epochs or 3, 3)
+    if config.epochs:
+        return config.epochs
+    return training.epochs_for_budget(train_count, config.train_images, max_epochs=1000)
 
 
 def prepare_data(config: Config, device: torch.device) -> image_data.GanImages:
@@ -900,7 +915,9 @@ def main(config: Config) -> dict:
     set_seed(config.seed)
     # 1. 데이터
     data = prepare_data(config, device)
-    epochs = min(config.epochs, 3) if config.smoke else config.epochs
+    epochs = training_epochs(config, len(data.x_train))
+    # GAN 의 FD 는 들쭉날쭉해 조기 종료 없이 best.pt 만 고름
+    print(training.describe_budget(len(data.x_train), epochs, early_stop=False))
     max_batches = 1 if config.smoke else None
     eval_count = config.batch_size if config.smoke else config.eval_samples
     # 4. 평가 준비: 학습 전에 분류기를 만들어 둬야 epoch 마다 붕괴 계량기·검증 FD 를 잴 수 있음

@@ -17,6 +17,27 @@ CHAPTERS = sorted(ROOT.glob("[0-9][0-9]_*.py"))
 os.environ.setdefault("MPLBACKEND", "Agg")  # 화면 없는 CI
 
 
+def _threads_per_worker() -> int:
+    """코어 수 ÷ pytest 작업자 수 (`-n 2` 면 2코어에서 1).
+
+    작업자 둘이 각자 PyTorch 스레드 여럿을 쓰면 2코어에서 서로 기다리느라 몇 배 느려집니다
+    (oversubscription). 그래서 시험 세션이 스스로 정합니다: 이 프로세스와, 시험이 띄우는 모든 하위
+    프로세스(장 스크립트, torchrun)가 물려받는 OMP_NUM_THREADS. 사용자가 이미 정했으면 그대로 둡니다.
+    torch 를 import 하기 전에 정해야 이 프로세스에도 적용됩니다 (conftest 는 시험 모듈보다 먼저 읽힘).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+# TUTORIAL_TEST_THREADS: '시험 세션이 정한 값' 표시. pytest-xdist 의 작업자는 주 프로세스의 환경을
+# 물려받으므로 (주 프로세스는 작업자 수를 모른 채 2 로 정함) 표시가 있으면 작업자가 자기 몫으로 다시 정합니다.
+if "OMP_NUM_THREADS" not in os.environ or "TUTORIAL_TEST_THREADS" in os.environ:
+    _threads = str(_threads_per_worker())
+    os.environ.update(OMP_NUM_THREADS=_threads, MKL_NUM_THREADS=_threads, TUTORIAL_TEST_THREADS=_threads)
+    if "torch" in sys.modules:  # 어떤 플러그인이 torch 를 먼저 불렀다면 환경 변수는 늦음
+        sys.modules["torch"].set_num_threads(int(_threads))
+
+
 def load_chapter(number: str):
     """'01' → 01_pytorch_basics.py 를 모듈로 불러옵니다 (이름이 숫자로 시작해 import 불가)."""
     (path,) = [p for p in CHAPTERS if p.name.startswith(number + "_")]

@@ -519,3 +519,12 @@ def test_bad_inputs_give_one_line_before_training(mod, tmp_path, capsys):
                         ("--depth-layers", "11"), ("--mlp-epochs", "-1"), ("--transfer-size", "16")):
         # --smoke: 검사가 빠져도 오래 학습하지 않고 곧 끝나 (종료 코드 0) 테스트가 빨리 실패하도록
         assert flag in exit_with_one_line(mod, capsys, *SMOKE, flag, value, "--out-dir", str(tmp_path / "o4"))
+
+
+def test_budget_is_images_seen_not_epochs(mod):
+    """도형 18,000장은 8바퀴 그대로, 300장짜리 폴더는 같은 이미지 수만큼 (480바퀴), --epochs 는 정확히."""
+    assert mod.training_length(mod.Config(), 18_000) == (8, None)
+    assert mod.training_length(mod.Config(), 300) == (480, None)
+    assert mod.training_length(mod.Config(), 45_000) == (4, None)  # CIFAR-10 학습 분할
+    assert mod.training_length(mod.Config(epochs=2), 300) == (2, None)
+    assert mod.training_length(mod.Config(smoke=True), 300) == (3, 1)

@@ -262,3 +262,14 @@ def test_predict_bad_inputs(ch07, capsys, tmp_path):
     assert "best.pt" in err
     err = one_line_exit(ch07, ["--predict", "-3", "--out-dir", str(tmp_path)], capsys)
     assert "--predict" in err
+
+
+# --- 학습 예산: epoch 수가 아니라 본 이미지 수 (DESIGN.md "Your own data") -----------------------------
+def test_budget_keeps_digits_at_100_epochs_and_real_mnist_short(ch07):
+    """같은 예산이 digits(1,293장)에서는 지금까지의 100바퀴, MNIST(54,000장)에서는 3바퀴 (2시간이 아님)."""
+    config = ch07.Config()
+    assert ch07.training_epochs(config, 1293) == 100
+    assert ch07.training_epochs(config, 54_000) == 3
+    assert ch07.training_epochs(config, 20_000) == 7  # 이미지 폴더 최대 2만 장
+    assert ch07.training_epochs(ch07.Config(epochs=5), 54_000) == 5  # --epochs 는 예산 대신 정확히
+    assert ch07.training_epochs(ch07.Config(smoke=True), 1293) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,3 +405,13 @@ def test_history_can_continue_a_per_step_csv(tmp_path):
     assert resumed.column("epoch") == [1, 2, 3] and resumed.column("loss")[1] == pytest.approx(0.5)
     resumed.truncate(2)
     assert training.History(tmp_path / "steps.csv", resume=True).column("step") == [10, 20]
+
+
+def test_test_session_sets_threads_per_worker():
+    """README 의 `pytest -n 2` 를 그대로 쳐도 작업자마다 코어 수 ÷ 작업자 수 스레드 (conftest 가 정함)."""
+    if "TUTORIAL_TEST_THREADS" not in os.environ:
+        pytest.skip("사용자가 OMP_NUM_THREADS 를 직접 정한 세션")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    expected = max(1, (os.cpu_count() or 1) // workers)
+    assert os.environ["OMP_NUM_THREADS"] == str(expected)
+    assert torch.get_num_threads() == expected

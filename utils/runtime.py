@@ -136,6 +136,13 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
     return parser
 
 
+def auto_epochs(config_cls: type) -> bool:
+    """`epochs` 의 기본값이 0 인 장: 학습 길이를 epoch 수가 아니라 '본 이미지 수'(예산)로 정하고,
+    --epochs N 을 주면 그것이 예산 대신 쓰입니다 (DESIGN.md "Your own data")."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    return "epochs" in fields and fields["epochs"].default == 0
+
+
 def parse_config(config_cls: type, argv: list[str] | None = None):
     """명령줄을 읽어 `config_cls` 인스턴스를 돌려줍니다.
 
@@ -147,9 +154,13 @@ def parse_config(config_cls: type, argv: list[str] | None = None):
     args = parser.parse_args(argv)
     for name, (minimum, inclusive) in _POSITIVE_FIELDS.items():
         value = getattr(args, name, None)
+        auto = name == "epochs" and auto_epochs(config_cls)
+        minimum = 0 if auto else minimum  # 기본값이 0(예산에서 자동)인 장은 --epochs 0 도 받음
         if value is not None and (value < minimum if inclusive else value <= minimum):
             relation = "이상이어야" if inclusive else "보다 커야"
-            parser.error(f"--{name.replace('_', '-')} 는 {minimum} {relation} 합니다 (받은 값: {value}).")
+            hint = " (0 = 학습 예산에서 자동)" if auto else ""
+            parser.error(f"--{name.replace('_', '-')} 는 {minimum} {relation} 합니다{hint} "
+                         f"(받은 값: {value}).")
     for field in dataclasses.fields(config_cls):  # NaN 은 어떤 비교도 거짓이라 범위 검사를 빠져나감
         value = getattr(args, field.name)
         if isinstance(value, float) and not math.isfinite(value):

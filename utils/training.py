@@ -353,14 +353,27 @@ def epochs_for_budget(train_count: int, budget_images: int, *, max_epochs: int, 
 
 
 def describe_budget(train_count: int, epochs: int, seconds_per_image: float | None = None,
-                    unit: str = "장") -> str:
+                    unit: str = "장", early_stop: bool = True) -> str:
     """학습 전에 보여 줄 한 줄: '162장 × 74바퀴 ≈ 11,988장, 이 기계에서 약 6분'."""
     total = train_count * epochs
     line = f"학습 예산: {train_count:,}{unit} × {epochs}바퀴(epoch) ≈ {total:,}{unit}"
     if seconds_per_image is not None:
         minutes = total * seconds_per_image / 60
-        line += f", 이 기계에서 약 {minutes:.0f}분" if minutes >= 1 else f", 이 기계에서 약 {minutes * 60:.0f}초"
-    return line + " (--epochs 로 바꿀 수 있고, 검증 지표가 멈추면 조기 종료)"
+        estimate = f"{minutes:.0f}분" if minutes >= 1 else f"{minutes * 60:.0f}초"
+        line += f", 이 기계에서 약 {estimate}"
+    return line + (" (--epochs 로 바꿀 수 있고, 검증 지표가 멈추면 조기 종료)" if early_stop
+                   else " (--epochs 로 바꿀 수 있음)")
+
+
+def early_stop(history: History, key: str, patience: int, mode: str = "max") -> bool:
+    """조기 종료(early stopping): `key` 가 `patience` epoch 동안 최고 기록을 넘지 못했으면 한 줄 알리고 True.
+
+    patience 0 이면 끄기. 기록(history)은 체크포인트에 있으므로 이어하기 뒤에도 같은 판단을 합니다.
+    """
+    if patience < 1 or history.epochs_since_best(key, mode) < patience:
+        return False
+    print(f"  조기 종료: {patience} epoch 동안 {key} 가 최고 기록을 넘지 못해 멈춥니다 (--patience).")
+    return True
 
 
 def seconds_per_image(model: torch.nn.Module, loss_fn, batch, repeats: int = 2) -> float:
