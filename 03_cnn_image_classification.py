@@ -1138,6 +1138,11 @@ def summarize(config: Config, data, model, history: training.History, test: dict
                      metrics=metrics, headline="test_accuracy", timing=timing)
     print(f"\n끝: 시험 정확도 {test['accuracy']:.4f} (best.pt), 학습 {speed:,.0f} images/s → "
           f"{config.out_dir}")
+    chance = 1 / len(data.classes)  # 찍기(chance): 한 클래스만 고르는 모델의 기대 정확도 (균형 잡힌 세트)
+    noise = 3 * math.sqrt(chance * (1 - chance) / max(1, test["examples"]))  # 이항분포 표준편차 × 3
+    if not config.smoke:
+        training.warn_if_trivial("시험 정확도", test["accuracy"], chance, noise,
+                                 "학습이 너무 짧거나(--train-images, --epochs) 학습률이 맞지 않습니다(--lr).")
     return metrics
 
 

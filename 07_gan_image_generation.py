@@ -716,6 +716,10 @@ def summarize(test: dict, classifier_accuracy: float, best_epoch: int, toy: dict
           f"(학습 전 G {test['fd_untrained']:.2f}, 실제 대 실제 {test['fd_real']:.2f}), "
           f"최소 클래스 비율 {test['min_class_fraction']:.3f}, 엔트로피 {test['class_entropy']:.3f} "
           f"→ {out_dir}")
+    # 기준선 = 학습 전 생성기의 FD. 그 절반도 못 줄였으면 (실제 MNIST 3바퀴면 약 0.01배) 배우지 못한 것
+    training.warn_if_trivial("시험 FD", test["fd"], test["fd_untrained"], 0.5 * test["fd_untrained"],
+                             "학습이 너무 짧거나(--train-images, --epochs) D 가 G 를 압도했습니다"
+                             "(--lr, --loss wgan-gp).", higher_is_better=False)
     return metrics
 
 

@@ -273,3 +273,14 @@ def test_budget_keeps_digits_at_100_epochs_and_real_mnist_short(ch07):
     assert ch07.training_epochs(config, 20_000) == 7  # 이미지 폴더 최대 2만 장
     assert ch07.training_epochs(ch07.Config(epochs=5), 54_000) == 5  # --epochs 는 예산 대신 정확히
     assert ch07.training_epochs(ch07.Config(smoke=True), 1293) == 3
+
+
+def test_summary_warns_when_the_generator_did_not_learn(ch07, tmp_path, capsys):
+    """학습 전과 같은 FD 면 '쓸 수 있는 모델이 아님' 경고 한 줄, 100분의 1 이면 경고 없음."""
+    test = {"fd": 1300.0, "fd_untrained": 1400.0, "fd_real": 4.0, "min_class_fraction": 0.0,
+            "class_entropy": 0.0}
+    ch07.summarize(test, 0.99, 1, {}, tmp_path)
+    assert "경고:" in capsys.readouterr().out
+    trained = {**test, "fd": 13.0, "min_class_fraction": 0.07, "class_entropy": 2.29}
+    ch07.summarize(trained, 0.99, 1, {}, tmp_path)
+    assert "경고:" not in capsys.readouterr().out

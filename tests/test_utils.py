@@ -415,3 +415,14 @@ def test_test_session_sets_threads_per_worker():
     expected = max(1, (os.cpu_count() or 1) // workers)
     assert os.environ["OMP_NUM_THREADS"] == str(expected)
     assert torch.get_num_threads() == expected
+
+
+def test_warn_if_trivial_fires_near_the_baseline_only(capsys):
+    """대표 지표가 기준선 ± 잡음 안이면 경고 한 줄, 넘으면 조용히 (높을수록·낮을수록 좋은 지표 모두)."""
+    assert training.warn_if_trivial("정확도", 0.11, 0.10, 0.03, "--epochs 를 늘리세요.")
+    assert not training.warn_if_trivial("정확도", 0.95, 0.10, 0.03, "--epochs 를 늘리세요.")
+    assert training.warn_if_trivial("FD", 900.0, 1000.0, 500.0, "--lr", higher_is_better=False)
+    assert not training.warn_if_trivial("FD", 12.0, 1000.0, 500.0, "--lr", higher_is_better=False)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("경고: ") for line in lines)
+    assert "--epochs" in lines[0] and "--lr" in lines[1]

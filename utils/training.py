@@ -397,3 +397,20 @@ def seconds_per_image(model: torch.nn.Module, loss_fn, batch, repeats: int = 2) 
                 torch.cuda.synchronize()
             timings.append(time.perf_counter() - started)
     return min(timings[1:]) / len(inputs)
+
+
+def warn_if_trivial(name: str, value: float, baseline: float, margin: float, hint: str,
+                    higher_is_better: bool = True) -> bool:
+    """끝난 학습의 대표 지표가 '아무것도 배우지 않은' 기준선과 잡음 안에서 같으면 경고 한 줄 (True).
+
+    예: 정확도가 찍기(1/K) + 3σ 를 못 넘음, IoU 가 모두 배경으로 칠한 것과 같음, 검출이 하나도 없음.
+    종료 코드는 0 그대로 두되(결과 파일은 다 씀), 표가 끝난 학습처럼 보여도 쓸 수 없는 모델임을
+    말하고 가장 그럴듯한 원인과 바꿀 플래그(hint)를 알려 줍니다. margin: 잡음으로 볼 차이.
+    """
+    beaten = value > baseline + margin if higher_is_better else value < baseline - margin
+    if beaten:
+        return False
+    print(f"경고: {name} {value:.4g} 가 학습 없이 얻는 기준선 {baseline:.4g} 와 잡음(±{margin:.2g}) 안에서 "
+          f"같습니다 — 쓸 수 있는 모델이 아닙니다. {hint}")
+    return True
+
