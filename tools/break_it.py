@@ -125,6 +125,20 @@ MUTATIONS = [
              "path = path.replace(blank, \"\")\n    merged = [symbol for i, symbol in enumerate(path) "
              "if i == 0 or symbol != path[i - 1]]",
              "tests/test_ch10.py -k collapse_merges"),
+    # ---- 학습 예산·조용한 실패·시험 스레드 (문제 21·22) ----
+    Mutation("epochs_for_budget: 올림 대신 내림 (MNIST 54,000장이 2바퀴)", "utils/training.py",
+             "return max(min_epochs, min(max_epochs, -(-budget_images // train_count)))",
+             "return max(min_epochs, min(max_epochs, budget_images // train_count))",
+             "tests/test_ch07.py -k budget"),
+    Mutation("03: --epochs 를 주어도 예산을 씀", "03_cnn_image_classification.py",
+             "epochs = config.epochs or training.epochs_for_budget(",
+             "epochs = training.epochs_for_budget(", "tests/test_ch03.py -k budget"),
+    Mutation("warn_if_trivial: 기준선과 같아도 조용함", "utils/training.py",
+             "    if beaten:\n        return False", "    if True:\n        return False",
+             "tests/test_utils.py -k warn_if_trivial"),
+    Mutation("conftest: 작업자 수와 상관없이 1 스레드", "tests/conftest.py",
+             "return max(1, (os.cpu_count() or 1) // max(1, workers))", "return 1",
+             "tests/test_utils.py -k threads_per_worker"),
 ]
 
 
