@@ -154,7 +154,10 @@ def run_mutation(mutation: Mutation) -> tuple[str, float]:
         files, _, selector = mutation.tests.partition(" -k ")
         command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:xdist", "-p", "no:cacheprovider",
                    *files.split(), *(["-k", selector] if selector else [])]
-        env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+        # 스레드 수는 tests/conftest.py 가 정함 (여기서 정하면 그 규칙을 지키는 시험이 건너뜀)
+        env = {**{k: v for k, v in os.environ.items()
+                  if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TUTORIAL_TEST_THREADS")},
+               "MPLBACKEND": "Agg"}
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     finally:
         path.write_text(original, encoding="utf-8")
