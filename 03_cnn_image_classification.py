@@ -27,6 +27,10 @@
     python 03_cnn_image_classification.py --data real          # CIFAR-10 만 (data/cifar-10-batches-py)
     python 03_cnn_image_classification.py --data-dir my_images/   # 내 사진: my_images/<클래스>/*.jpg
                                                               # (또는 my_images/train/, my_images/test/)
+        학습 길이는 epoch 수가 아니라 본 이미지 수(--train-images 144,000 = 도형 18,000장 × 8바퀴)로
+        정합니다: 300장짜리 폴더면 480바퀴, CIFAR-10 이면 4바퀴. 시작할 때 한 줄로 알리고, 검증 손실이
+        --patience 10 epoch 동안 나아지지 않으면 멈춥니다. --epochs N 은 예산 대신 정확히 N epoch.
+        시험 정확도가 찍기(1/클래스 수)와 잡음 안에서 같으면 마지막에 경고 한 줄.
     python 03_cnn_image_classification.py --pretrained         # + ResNet-18 ImageNet 가중치로 전이 학습
     python 03_cnn_image_classification.py --predict cat.jpg    # best.pt 로 사진 한 장 분류 → prediction.json
     python 03_cnn_image_classification.py --resume             # Ctrl+C 로 멈춘 학습을 마지막 epoch 다음부터
