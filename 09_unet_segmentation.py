@@ -10,13 +10,18 @@
       같은 데이터·같은 예산으로 비교해, 왜 내려갔다 올라오기만 하는 망은 경계가 흐려지는지 본다.
     - 손실 BCE + Dice 와, 전경이 작을 때 Dice 가 왜 도움이 되는지 숫자로 본다.
     - IoU, Dice, 픽셀 정확도(pixel accuracy)를 이미지마다(평균)와 데이터 전체로 각각 계산하고
-      둘이 왜 다른지 본다.
+      둘이 왜 다른지 본다. 민감도·특이도·ROC-AUC 까지 (망막 혈관 분할 논문들이 보고하는 값).
+    - 내 사진 폴더(예: 망막 혈관 999×960)는 줄이지 않고 원래 해상도로: 무작위 패치로 학습하고,
+      사진 전체를 겹치는 조각(tile)으로 예측해 가중 평균으로 이어 붙인다. 학습 길이는 epoch 이
+      아니라 '본 패치 수'(예산)로 정하고, 기준선과 같은 점수면 경고한다.
 
 핵심 개념
     인코더(encoder)–병목(bottleneck)–디코더(decoder), 전치 합성곱 출력 크기
     (n−1)·s − 2p + k + output_padding, 채널 방향 이어 붙이기(torch.cat(dim=1)), 1x1 합성곱 = 픽셀별
     분류기, 로짓(logit)과 시그모이드(sigmoid), 소프트 Dice 손실, IoU = |A∩B| / |A∪B|,
-    Dice = 2|A∩B| / (|A|+|B|), 경계 IoU(boundary IoU), 16의 배수가 아닌 입력의 패딩(padding).
+    Dice = 2|A∩B| / (|A|+|B|), 경계 IoU(boundary IoU), 16의 배수가 아닌 입력의 패딩(padding),
+    패치 학습(patch training)과 조각 예측(tiled inference), 국소 대비 정규화(local contrast
+    normalisation), 시야 마스크(field of view), 조기 종료(early stopping), '전부 배경/전경' 기준선.
 
 실행 방법
     python 09_unet_segmentation.py                      # 기본: 실제 데이터가 없으면 오프라인 도형
@@ -26,8 +31,14 @@
     python 09_unet_segmentation.py --smoke              # 배치 하나로 전체 흐름만 확인 (몇 초)
     python 09_unet_segmentation.py --data real          # Oxford-IIIT Pet (data/oxford-iiit-pet, 공식 test)
     python 09_unet_segmentation.py --data-dir my_cells/ # 내 데이터: my_cells/images/ + my_cells/masks/
-                                                        # (같은 이름, 마스크 값 > 0 = 전경: 0/1, 0/255 모두)
+                                                        # (같은 이름, 마스크는 0/255 또는 0/1 두 값)
+        선택: my_cells/fov/ 에 시야 마스크 (같은 이름, 또는 <이름>_mask, <이름>_fov; 값 > 0 = 시야 안)
+        → 지표는 시야 안 픽셀로만 (DRIVE 의 mask/ 폴더를 fov/ 로). 내 폴더는 원래 해상도 그대로:
+        --patch-size 64 패치로 학습, 256 조각으로 예측. 학습 길이는 --budget-images (본 패치 수,
+        절차적 기본과 같은 걸음 수)로 정해 시작 전에 한 줄로 알림; --epochs N 으로 바꿀 수 있음.
+    python 09_unet_segmentation.py --data-dir ../shared/data/chasedb1   # 망막 혈관 28장 (아래 결과)
     python 09_unet_segmentation.py --predict photo.jpg  # best.pt 로 마스크 + 겹친 그림 + prediction.json
+                                                        # (원래 해상도로 배운 모델은 큰 사진도 원래 크기로)
     python 09_unet_segmentation.py --resume             # 중단된 학습 이어하기
     GPU 에서 크게 (Oxford-IIIT Pet, 강의와 같은 폭 64):
     python 09_unet_segmentation.py --data real --device cuda --width 64 --image-size 160 \\
@@ -76,19 +87,32 @@ from utils.runtime import RunConfig, UserError, pick_device, run, set_seed, writ
 # 모양 글자(shape letters): B=배치, C=채널, H=높이, W=너비, K=클래스(여기서는 전경 하나라 1)
 THRESHOLD_LOGIT = 0.0  # 로짓 > 0 ⇔ 시그모이드 확률 > 0.5 → 전경
 BOUNDARY_WIDTH = 2  # 경계 IoU 를 잴 때 윤곽선 안쪽 띠의 두께 (픽셀)
-FIGURE_EXAMPLES = 6  # 겹친 그림(overlay)에 보일 시험 이미지 수
+FIGURE_EXAMPLES = 6  # 겹친 그림(overlay)에 보일 시험 이미지 수 (원래 해상도 사진은 3장)
+TILE_SIZE = 256  # 큰 사진은 이 크기의 겹치는 조각(tile)으로 나눠 예측 (메모리가 사진 크기와 무관해짐)
+TILE_OVERLAP = 32  # 이웃 조각이 적어도 이만큼 겹침: 조각 가장자리(패딩 영향)는 가중치를 낮춰 섞음
+TRAIN_EVAL_IMAGES = {"native": 4, "fixed": 500}  # 학습 지표를 잴 학습 이미지 수 (시험 지표와 나란히)
+NOISE_MARGIN = 0.05  # 시험 IoU 가 자명한 기준선 + 이 값 안이면 '배운 것이 없음' 경고 (IoU 단위)
 
 
 @dataclass
 class Config(RunConfig):
     chapter: ClassVar[str] = "09_unet_segmentation"  # 출력 폴더 outputs/<장>/, 체크포인트 주인
     resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
-    epochs: int = 6  # skip 망 + 비교용 no-skip 망이 조용한 2코어 CPU 에서 약 5분 (8분 예산 안)
+    # 절차적 기본: skip 망 + 비교용 no-skip 망이 조용한 2코어 CPU 에서 약 5분. 내 폴더(원래 해상도)는
+    # 아래 budget_images 로 바퀴 수를 정하며, 6 이 아닌 값을 주면(--epochs N) 그 값을 그대로 씀
+    epochs: int = 6
     batch_size: int = 32  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 2e-3  # Adam 학습률: 작은 U-Net 은 1e-3~3e-3 에서 빠르고 안정적
     width: int = 16  # 첫 단계 채널 수 (단계마다 두 배: 16→32→64→128→256). 강의·원논문은 64
     depth: int = 4  # 내려가기(풀링) 횟수: 입력은 2**depth = 16 의 배수로 패딩됨
-    image_size: int = 64  # 학습 이미지 한 변 (픽셀). 실제 데이터는 이 크기로 바꿔 읽음
+    image_size: int = 64  # 절차적 도형·Oxford Pet 의 이미지 한 변 (픽셀). 내 폴더는 원래 크기 그대로
+    patch_size: int = 64  # 내 폴더: 원래 해상도에서 잘라 배우는 패치 한 변 (픽셀). 가는 혈관 + 주변 맥락
+    patches_per_image: int = 48  # 내 폴더: 한 바퀴(epoch)에 사진마다 뽑는 무작위 패치 수 (바퀴마다 검증)
+    # 내 폴더의 학습 길이 = 본 패치 수: 절차적 기본(3,000장 × 6 epoch)과 같은 걸음 수 (배치 32 로 약 560)
+    budget_images: int = 18000
+    max_epochs: int = 40  # 시간 상한: 사진이 적어도 바퀴 수는 이 이하 (바퀴마다 검증 사진 전체를 예측하므로)
+    patience: int = 8  # 조기 종료(early stopping): 검증 IoU 가 이만큼 epoch 동안 나아지지 않으면 멈춤
+    local_contrast: bool = True  # 내 폴더: 사진마다 국소 대비 정규화(CLAHE 비슷): 고르지 않은 조명을 지움
     train_size: int = 3000  # 절차적 학습 이미지 수
     val_size: int = 200  # 절차적 검증 이미지 수 (best.pt 고르기)
     test_size: int = 500  # 절차적 시험 이미지 수 (다른 seed 로 만든 처음 보는 이미지)
@@ -109,6 +133,12 @@ class Config(RunConfig):
                              f"(받은 값: {self.image_size}).")
         if min(self.train_size, self.val_size, self.test_size) < 1:
             raise ValueError("--train-size, --val-size, --test-size 는 1 이상이어야 합니다.")
+        if not 2**self.depth <= self.patch_size <= 1024:
+            raise ValueError(f"--patch-size 는 {2**self.depth} 이상 1024 이하여야 합니다 "
+                             f"(받은 값: {self.patch_size}).")
+        if min(self.patches_per_image, self.budget_images, self.max_epochs, self.patience) < 1:
+            raise ValueError("--patches-per-image, --budget-images, --max-epochs, --patience 는 1 이상이어야 "
+                             "합니다.")
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"--val-fraction 은 0과 0.5 사이여야 합니다 (받은 값: {self.val_fraction}).")
         if self.dice_weight < 0:
@@ -145,12 +175,26 @@ def output_shapes_lesson(batch: int = 2, size: int = 64, classes: int = 3) -> di
 # 같은 기하 조건으로 만든 정확한 정답입니다. 가는 도형은 경계가 곧 도형 전체라서, 위치 정보를
 # 잃는 망과 잃지 않는 망의 차이가 크게 드러납니다.
 # 이미지는 uint8 로 메모리에 두고(float32 의 1/4) 배치마다 정규화합니다.
+#
+# 내 폴더(`--data-dir my_folder`, images/ + masks/ [+ fov/])는 **원래 해상도 그대로** 씁니다. 망막
+# 사진의 혈관은 1~3 픽셀 굵기라 999×960 사진을 64×64 로 줄이면 혈관이 사라지고, 모델은 '전부 배경'
+# (픽셀 정확도 0.91!)을 배웁니다. 그래서 학습은 원래 해상도에서 잘라 낸 작은 패치(patch)로,
+# 예측은 사진 전체를 겹치는 조각(tile)으로 나눠 하고 이어 붙입니다 (orobix retina-unet 의 방식).
 
 # %%
-def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """학습 이미지 (N, 3, H, W) uint8 의 채널별 평균·표준편차 (0~1 밝기 단위), 각각 (3,)."""
-    pixels = images.float().div(255).transpose(0, 1).reshape(3, -1)  # (3, N·H·W)
-    return pixels.mean(dim=1), pixels.std(dim=1)
+def channel_stats(images) -> tuple[torch.Tensor, torch.Tensor]:
+    """학습 이미지 (N, 3, H, W) uint8 (또는 크기가 제각각인 (3, H, W) 들의 목록)의 채널별 평균·표준편차
+    (0~1 밝기 단위), 각각 (3,)."""
+    if isinstance(images, torch.Tensor):
+        pixels = images.float().div(255).transpose(0, 1).reshape(3, -1)  # (3, N·H·W)
+        return pixels.mean(dim=1), pixels.std(dim=1)
+    sums = torch.zeros(3, dtype=torch.float64)  # 큰 사진 여러 장: 합과 제곱합만 모아 메모리를 아낌
+    squares, count = torch.zeros(3, dtype=torch.float64), 0
+    for image in images:
+        pixels = image.double().div(255).reshape(3, -1)  # (3, H·W)
+        sums, squares, count = sums + pixels.sum(1), squares + pixels.square().sum(1), count + pixels.shape[1]
+    mean = sums / count
+    return mean.float(), (squares / count - mean.square()).clamp(min=1e-12).sqrt().float()
 
 
 def to_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, device) -> torch.Tensor:
@@ -172,14 +216,123 @@ def flip_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Gener
     return images, masks
 
 
+CONTRAST_WINDOW = 31  # 국소 대비 정규화의 창 한 변 (픽셀): 가장 굵은 혈관(10~15 픽셀)보다 넓게
+CONTRAST_FLOOR = 4.0  # 표준편차에 더하는 밝기 (0~255): 평평한 곳(검은 테두리)의 잡음을 키우지 않게
+
+
+def local_contrast(image: torch.Tensor, window: int = CONTRAST_WINDOW) -> torch.Tensor:
+    """국소 대비 정규화(local contrast normalisation): (3, H, W) uint8 → 같은 모양 uint8.
+
+    채널마다 z = (x − 주변 평균) / (주변 표준편차 + 바닥값), 주변 = window×window 상자. 사진 가장자리가
+    어둡고 가운데가 밝은 조명 차이(망막 사진의 전형)를 지우고 '주변보다 어두운 가는 선'을 또렷하게 합니다
+    (CLAHE 의 착안을 상자 필터로). ±3 을 0~255 로 되돌려 uint8 로 보관합니다.
+    """
+    def box_mean(t: torch.Tensor) -> torch.Tensor:  # 가로 → 세로 평균 (분리 가능: window² 대신 2·window)
+        t = F.avg_pool2d(t, (1, window), stride=1, padding=(0, window // 2), count_include_pad=False)
+        return F.avg_pool2d(t, (window, 1), stride=1, padding=(window // 2, 0), count_include_pad=False)
+
+    x = image.float()[:, None]  # (3, 1, H, W): 채널을 배치처럼 (가장자리는 사진 안의 픽셀만으로 평균)
+    centered = x - box_mean(x)
+    z = centered / (box_mean(centered.square()).sqrt() + CONTRAST_FLOOR)
+    return (z.clamp(-3, 3) * 42.5 + 127.5).round().to(torch.uint8)[:, 0]  # (3, H, W)
+
+
+def enhance(data, config: Config):
+    """원래 해상도 사진에 국소 대비 정규화 (--no-local-contrast 면 그대로). 같은 크기 데이터는 그대로."""
+    if not (is_native(data) and config.local_contrast):
+        return data
+    return segmentation.NativeData([local_contrast(image) for image in data.images], data.masks, data.fov,
+                                   data.names)
+
+
+COLOR_JITTER = 0.15  # 패치마다 밝기 ±15%, 대비(곱) ±15%: 사진마다 다른 조명·카메라에 덜 민감하게
+
+
+def is_native(data) -> bool:
+    """원래 해상도의 사진 목록(내 폴더)이면 True, 같은 크기로 쌓인 텐서(도형, Pet)면 False."""
+    return isinstance(data, segmentation.NativeData)
+
+
+def sample_patches(data: segmentation.NativeData, per_image: int, size: int,
+                   generator: torch.Generator) -> segmentation.SegmentationData:
+    """사진마다 무작위 위치의 size×size 패치 per_image 개 → 90° 회전 k번 → 색 흔들기(color jitter).
+
+    반환: (N·per_image, 3, size, size) uint8 이미지와 같은 자리의 마스크. 회전은 이미지와 마스크에
+    똑같이 (좌우·상하 뒤집기는 train_one_epoch 의 flip_batch 가 배치마다). 난수는 모두 generator 에서:
+    체크포인트에 그 상태가 저장되어 --resume 이 같은 패치를 뽑습니다.
+    """
+    images, masks = [], []
+    for image, mask in zip(data.images, data.masks):
+        height, width = image.shape[-2:]
+        tops = torch.randint(0, height - size + 1, (per_image,), generator=generator).tolist()
+        lefts = torch.randint(0, width - size + 1, (per_image,), generator=generator).tolist()
+        for top, left in zip(tops, lefts):
+            images.append(image[:, top:top + size, left:left + size])
+            masks.append(mask[:, top:top + size, left:left + size])
+    images, masks = torch.stack(images), torch.stack(masks)  # (P, 3, s, s), (P, 1, s, s)
+    turns = torch.randint(0, 4, (len(images),), generator=generator)  # 0°, 90°, 180°, 270°
+    for k in (1, 2, 3):
+        chosen = turns == k
+        images[chosen] = images[chosen].rot90(k, dims=(-2, -1))
+        masks[chosen] = masks[chosen].rot90(k, dims=(-2, -1))
+    gain = 1 + COLOR_JITTER * (2 * torch.rand(len(images), generator=generator) - 1)  # 대비
+    shift = 255 * COLOR_JITTER * (2 * torch.rand(len(images), generator=generator) - 1)  # 밝기
+    jittered = images.float() * gain[:, None, None, None] + shift[:, None, None, None]
+    return segmentation.SegmentationData(jittered.round().clamp(0, 255).to(torch.uint8), masks,
+                                         [f"patch_{i}" for i in range(len(images))])
+
+
+def training_examples(train, config: Config, generator: torch.Generator):
+    """이번 epoch 에 배울 예: 같은 크기 데이터는 그대로, 원래 해상도 사진은 새로 뽑은 무작위 패치."""
+    if not is_native(train):
+        return train
+    return sample_patches(train, config.patches_per_image, patch_size_for(train, config), generator)
+
+
+def patch_size_for(data: segmentation.NativeData, config: Config) -> int:
+    """--patch-size, 단 가장 작은 사진의 짧은 변보다 크지 않게."""
+    return min(config.patch_size, *(min(image.shape[-2:]) for image in data.images))
+
+
 def prepare_data(config: Config) -> tuple:
     """(학습, 검증, 시험, 데이터 이름). 실제 데이터의 폴더·파일 문제는 여기서, 학습 전에 한 줄 오류로."""
     train, val, test, data_name = segmentation.load_segmentation_data(
         config.data, Path(config.data_dir), smoke=config.smoke, size=config.image_size, seed=config.seed,
         sizes=(config.train_size, config.val_size, config.test_size), val_fraction=config.val_fraction)
-    print(f"[데이터] {data_name}: 학습 {len(train)}, 검증 {len(val)}, 시험 {len(test)}장, "
-          f"{config.image_size}x{config.image_size}, 전경 비율 {train.masks.float().mean().item():.1%}")
+    train, val, test = (enhance(data, config) for data in (train, val, test))
+    if is_native(train):
+        sizes = sorted({f"{image.shape[2]}x{image.shape[1]}" for image in train.images + test.images})
+        foreground = sum(m.sum().item() for m in train.masks) / sum(m.numel() for m in train.masks)
+        size_text = f"원래 해상도 {', '.join(sizes[:3])}{' 등' if len(sizes) > 3 else ''}"
+    else:
+        foreground, size_text = train.masks.float().mean().item(), f"{config.image_size}x{config.image_size}"
+    print(f"[데이터] {data_name}: 학습 {len(train)}, 검증 {len(val)}, 시험 {len(test)}장 (이미지 단위 분할, "
+          f"시드 {config.seed}), {size_text}, 전경 비율 {foreground:.1%}")
     return train, val, test, data_name
+
+
+def plan_training(config: Config, train, val) -> tuple[int, int]:
+    """(epoch 수, epoch 당 학습 예 수). 원래 해상도 폴더는 epoch 이 아니라 '본 패치 수'로 예산을 잡고
+    학습 전에 한 줄로 알립니다: 사진 22장이면 절차적 기본(3,000장)보다 한 바퀴가 훨씬 짧으므로."""
+    if config.smoke:
+        return min(config.epochs, 3), len(train)
+    if not is_native(train):
+        return config.epochs, len(train)
+    per_epoch = len(train) * config.patches_per_image
+    default = config.epochs == Config.epochs  # --epochs 를 주지 않았으면 예산으로
+    epochs = (training.epochs_for_budget(per_epoch, config.budget_images, max_epochs=config.max_epochs)
+              if default else config.epochs)
+    size = patch_size_for(train, config)
+    probe = build_model(width=config.width, depth=config.depth, skip=config.skip)
+    batch = (torch.randn(8, 3, size, size), torch.rand(8, 1, size, size).round())
+    per_patch = training.seconds_per_image(probe, lambda out, y: segmentation_loss(out, y, 1.0), batch)
+    # 검증: 바퀴마다 검증 사진 전체를 조각으로 예측 (앞으로만 ≈ 학습 한 걸음의 1/3, 조각 겹침 ≈ 1.6배)
+    val_pixels = 1.6 * sum(image[0].numel() for image in val.images)
+    per_patch += val_pixels / size**2 * per_patch / 3 / per_epoch
+    print(f"[예산] 사진 {len(train)}장 × 사진당 {config.patches_per_image}패치 = 바퀴마다 {per_epoch:,}패치 "
+          f"({size}x{size}); " + training.describe_budget(per_epoch, epochs, per_patch, unit="패치")
+          + ("" if default else " — --epochs 로 정함"))
+    return epochs, per_epoch
 
 
 # %% [markdown]
@@ -466,25 +619,68 @@ def prepare_model(config: Config, device, epochs: int, steps: int) -> tuple:
 # 작은 물체를 자주 놓치는 모델은 데이터 전체 IoU 는 높고 이미지 평균 IoU 는 낮습니다. 공개 튜토리얼이
 # 둘을 섞어 비교하는 일이 많으니, 어느 쪽인지 늘 밝힙니다. 전경도 예측도 없는 이미지는 IoU = Dice = 1
 # (완벽히 맞음)로 셉니다. 픽셀 정확도는 배경이 90% 면 '전부 배경'도 0.9 라서 분할에는 부족합니다.
+# 의료 영상(망막 혈관)에서 흔히 함께 보고하는 값: 민감도(sensitivity, 재현율) = TP / (TP + FN),
+# 특이도(specificity) = TN / (TN + FP), 그리고 문턱값에 매이지 않는 ROC-AUC (아래). Dice 는 F1 과 같습니다.
+# 시야(field of view) 마스크가 있으면 시야 밖(사진의 검은 테두리) 픽셀은 세지 않습니다: 그 픽셀은
+# 누구나 맞히는 배경이라 특이도·AUC 를 부풀립니다.
 
 # %%
-def confusion_counts(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """bool (B, 1, H, W) 두 개 → 이미지마다 [TP, FP, FN, TN] (B, 4) 정수."""
+def confusion_counts(predicted: torch.Tensor, truth: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+    """bool (B, 1, H, W) 두 개 → 이미지마다 [TP, FP, FN, TN] (B, 4) 정수.
+
+    valid: 셀 픽셀 bool (B, 1, H, W) (시야 마스크). None 이면 모든 픽셀."""
+    if valid is not None:
+        predicted, truth = predicted & valid, truth & valid  # 시야 밖은 TP·FP·FN 에 들지 않음
     predicted, truth = predicted.flatten(1), truth.flatten(1)  # (B, H·W)
     tp = (predicted & truth).sum(dim=1)
     fp = (predicted & ~truth).sum(dim=1)
     fn = (~predicted & truth).sum(dim=1)
     tn = (~predicted & ~truth).sum(dim=1)
+    if valid is not None:
+        tn = tn - (~valid).flatten(1).sum(dim=1)  # 시야 밖 픽셀은 TN 에서도 뺌
     return torch.stack([tp, fp, fn, tn], dim=1)  # (B, 4)
 
 
 def scores_from_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """[TP, FP, FN, TN] (..., 4) → IoU, Dice, 픽셀 정확도 (...). 분모 0(둘 다 빈 마스크)은 1."""
+    """[TP, FP, FN, TN] (..., 4) → IoU, Dice, 픽셀 정확도, 민감도, 특이도 (...). 분모 0 이면 1."""
     tp, fp, fn, tn = counts.double().unbind(-1)
     union = tp + fp + fn
     iou = torch.where(union > 0, tp / union.clamp(min=1), torch.ones_like(tp))
     dice = torch.where(union > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.ones_like(tp))
-    return {"iou": iou, "dice": dice, "pixel_accuracy": (tp + tn) / (tp + fp + fn + tn)}
+    sensitivity = torch.where(tp + fn > 0, tp / (tp + fn).clamp(min=1), torch.ones_like(tp))
+    specificity = torch.where(tn + fp > 0, tn / (tn + fp).clamp(min=1), torch.ones_like(tp))
+    return {"iou": iou, "dice": dice, "pixel_accuracy": (tp + tn) / (tp + fp + fn + tn),
+            "sensitivity": sensitivity, "specificity": specificity}
+
+
+# ROC-AUC: 전경 픽셀 하나와 배경 픽셀 하나를 무작위로 골랐을 때 전경 쪽 점수가 더 높을 확률
+# (Mann–Whitney). 로짓을 잘게 나눈 칸(bin)의 히스토그램으로 세면 이미지마다의 칸 수를 더해 데이터
+# 전체의 AUC 도 바로 나옵니다 (수백만 픽셀을 정렬하지 않음). 같은 칸의 쌍은 반만 맞은 것으로 셉니다.
+AUC_BINS = 2048  # 로짓 [-16, 16] 을 나누는 칸 수 (칸 너비 0.016: 같은 칸에 드는 쌍이 드묾)
+AUC_LOGIT_RANGE = 16.0
+
+
+def score_histograms(logits: torch.Tensor, truth: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1, H, W) 로짓과 bool 정답 → (B, 2, AUC_BINS) 칸별 픽셀 수: [배경, 전경]. valid 밖은 세지 않음."""
+    batch = logits.shape[0]
+    bins = ((logits.clamp(-AUC_LOGIT_RANGE, AUC_LOGIT_RANGE) + AUC_LOGIT_RANGE)
+            / (2 * AUC_LOGIT_RANGE) * (AUC_BINS - 1)).round().long().flatten(1)  # (B, H·W) ∈ [0, BINS)
+    row = torch.arange(batch, device=logits.device)[:, None] * 2 + truth.flatten(1).long()  # (B, H·W)
+    index = row * AUC_BINS + bins
+    weights = None if valid is None else valid.flatten().double()
+    counts = torch.bincount(index.flatten(), weights=weights, minlength=batch * 2 * AUC_BINS)
+    return counts.view(batch, 2, AUC_BINS).double()
+
+
+def auc_from_histograms(histograms: torch.Tensor) -> torch.Tensor:
+    """(..., 2, BINS) → ROC-AUC (...). 전경이나 배경이 하나도 없으면 정의되지 않아 NaN."""
+    negative, positive = histograms[..., 0, :], histograms[..., 1, :]
+    below = negative.cumsum(-1) - negative  # 각 칸보다 아래 칸에 있는 배경 픽셀 수
+    wins = (positive * (below + 0.5 * negative)).sum(-1)  # 전경 점수 > 배경 점수인 쌍 (+ 같은 칸 반)
+    pairs = positive.sum(-1) * negative.sum(-1)
+    return torch.where(pairs > 0, wins / pairs.clamp(min=1), torch.full_like(pairs, math.nan))
 
 
 def boundary_band(mask: torch.Tensor, width: int = BOUNDARY_WIDTH) -> torch.Tensor:
@@ -517,45 +713,122 @@ def metrics_lesson() -> dict:
     return {"per_image_iou": per_image, "dataset_iou": dataset}
 
 
-@torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리와 시간 절약
-def evaluate(model, data: segmentation.SegmentationData, device, *, mean, std, batch_size: int = 64,
-             dice_weight: float = 1.0, max_batches: int | None = None) -> dict:
-    """손실과 지표 dict: loss, iou/dice/pixel_accuracy (데이터 전체), *_per_image (이미지 평균),
-    boundary_iou (윤곽 띠의 데이터 전체 IoU), all_background_images (전경을 하나도 예측 안 한 이미지 수)."""
-    model.eval()  # BatchNorm 이 학습 때 모은 이동 평균을 쓰도록 (배치 구성에 따라 결과가 달라지지 않게)
-    counts, boundary_counts, total_loss, seen = [], [], 0.0, 0
-    for start in range(0, len(data), batch_size)[:max_batches]:
-        images, masks = data.images[start:start + batch_size], data.masks[start:start + batch_size]
-        logits = model(to_input(images, mean, std, device))  # (B, 1, H, W)
-        truth = masks.to(device).bool()  # (B, 1, H, W)
-        total_loss += segmentation_loss(logits, truth.float(), dice_weight).item() * len(images)
-        predicted = logits > THRESHOLD_LOGIT  # (B, 1, H, W) bool
-        counts.append(confusion_counts(predicted, truth).cpu())
-        boundary_counts.append(confusion_counts(boundary_band(predicted), boundary_band(truth)).cpu())
-        seen += len(images)
-    counts = torch.cat(counts)  # (N, 4)
-    dataset = scores_from_counts(counts.sum(dim=0))
-    per_image = scores_from_counts(counts)
-    result = {"loss": total_loss / seen}
-    result.update({name: value.item() for name, value in dataset.items()})
-    result.update({f"{name}_per_image": value.mean().item() for name, value in per_image.items()})
-    result["boundary_iou"] = scores_from_counts(torch.cat(boundary_counts).sum(dim=0))["iou"].item()
-    result["all_background_images"] = int((counts[:, 0] + counts[:, 1] == 0).sum())  # TP + FP = 0
-    return result
+# ### 4-1. 큰 사진은 겹치는 조각(tile)으로 예측해 이어 붙이기
+# 학습은 96×96 패치로 했어도 U-Net 은 완전 합성곱(fully convolutional)이라 어떤 크기든 받습니다.
+# 다만 4000×3000 사진을 한 번에 넣으면 특징 맵 메모리가 사진 크기에 비례해 커지므로, 사진을
+# TILE_SIZE 조각으로 나누되 이웃과 겹치게 자르고, 조각마다의 로짓을 '가장자리로 갈수록 작아지는
+# 가중치'로 섞어(blend) 평균 냅니다. 조각 가장자리는 0 패딩을 보고 예측한 자리라 덜 믿을 만하고,
+# 가중 평균이면 이음매(seam)에 계단이 생기지 않습니다. 가중치 합으로 나누므로 사진 가장자리처럼
+# 조각 하나만 덮는 곳도 그 조각의 로짓 그대로입니다.
+
+# %%
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """한 축에서 조각의 시작 위치들: 처음 0, 마지막 length − tile, 사이는 고르게 (이웃과 ≥ overlap 겹침)."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))  # 모두 덮으면서 겹침 ≥ overlap 인 최소 개수
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
-def all_background_baseline(data: segmentation.SegmentationData) -> dict:
-    """기준선: 모든 픽셀을 배경이라고 하는 '모델'. 학습한 모델이 넘어야 할 가장 낮은 선."""
-    truth = data.masks.bool()
-    counts = confusion_counts(torch.zeros_like(truth), truth)
-    return {name: value.item() for name, value in scores_from_counts(counts.sum(dim=0)).items()}
+def blend_weights(height: int, width: int, overlap: int) -> torch.Tensor:
+    """(H, W) 가중치: 안쪽은 1, 가장자리 overlap 픽셀에서 직선으로 작아짐 (0 은 아님: 나눗셈이 되도록)."""
+    def ramp(n: int) -> torch.Tensor:
+        position = torch.arange(n, dtype=torch.float32) + 0.5  # 픽셀 중심
+        return torch.minimum(position, n - position).div(overlap).clamp(min=1e-3, max=1.0)
+    return ramp(height)[:, None] * ramp(width)[None, :]
 
 
 @torch.no_grad()
-def predict_masks(model, images: torch.Tensor, device, mean, std) -> torch.Tensor:
-    """(B, 3, H, W) uint8 → 예측 마스크 (B, 1, H, W) bool (CPU)."""
+def predict_logits(model, images: torch.Tensor, device, mean, std, tile: int = TILE_SIZE,
+                   overlap: int = TILE_OVERLAP) -> torch.Tensor:
+    """(B, 3, H, W) uint8 → 로짓 (B, 1, H, W), 원래 크기 그대로. 한 변이라도 tile 보다 크면 조각으로."""
     model.eval()
-    return (model(to_input(images, mean, std, device)) > THRESHOLD_LOGIT).cpu()
+    x = to_input(images, mean, std, device)  # (B, 3, H, W)
+    height, width = x.shape[-2:]
+    if height <= tile and width <= tile:
+        return model(x)  # 조각 하나에 들어감: 그대로 (작은 이미지, 절차적 도형)
+    total = torch.zeros(x.shape[0], 1, height, width, device=device)  # 가중치 곱한 로짓의 합
+    weight_sum = torch.zeros(1, 1, height, width, device=device)
+    for top in tile_starts(height, tile, overlap):
+        for left in tile_starts(width, tile, overlap):
+            window = (slice(None), slice(None), slice(top, top + tile), slice(left, left + tile))
+            logits = model(x[window])  # (B, 1, h, w): h, w ≤ tile (사진이 더 작은 축은 그 크기)
+            weights = blend_weights(*logits.shape[-2:], overlap).to(device)
+            total[window] += logits * weights
+            weight_sum[window] += weights
+    return total / weight_sum
+
+
+def batches_of(data, batch_size: int, max_batches: int | None):
+    """평가용 묶음 (이미지, 마스크, 시야): 같은 크기는 batch_size 장씩(시야 None), 원래 해상도는 한 장씩."""
+    if is_native(data):
+        for image, mask, fov in list(zip(data.images, data.masks, data.fov))[:max_batches]:
+            yield image[None], mask[None], fov[None]
+    else:
+        for start in range(0, len(data), batch_size)[:max_batches]:
+            yield data.images[start:start + batch_size], data.masks[start:start + batch_size], None
+
+
+@torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리와 시간 절약
+def evaluate(model, data, device, *, mean, std, batch_size: int = 64, dice_weight: float = 1.0,
+             max_batches: int | None = None) -> dict:
+    """손실과 지표 dict: loss, iou/dice/pixel_accuracy/sensitivity/specificity/auc (데이터 전체),
+    *_per_image (이미지 평균), boundary_iou (윤곽 띠의 데이터 전체 IoU), all_background_images (전경을
+    하나도 예측 안 한 이미지 수), images (이미지 수), per_image (이미지마다의 행: 표와 CSV 용).
+
+    data: 같은 크기 `SegmentationData` (배치로) 또는 원래 해상도 `NativeData` (한 장씩 조각 예측, 시야 안만).
+    """
+    model.eval()  # BatchNorm 이 학습 때 모은 이동 평균을 쓰도록 (배치 구성에 따라 결과가 달라지지 않게)
+    counts, boundary_counts, histograms, total_loss, seen = [], [], [], 0.0, 0
+    for images, masks, fov in batches_of(data, batch_size, max_batches):
+        logits = predict_logits(model, images, device, mean, std)  # (B, 1, H, W)
+        truth = masks.to(device).bool()  # (B, 1, H, W)
+        fov = None if fov is None else fov.to(device)
+        total_loss += segmentation_loss(logits, truth.float(), dice_weight).item() * len(images)
+        predicted = logits > THRESHOLD_LOGIT  # (B, 1, H, W) bool
+        counts.append(confusion_counts(predicted, truth, fov).cpu())
+        boundary_counts.append(confusion_counts(boundary_band(predicted), boundary_band(truth), fov).cpu())
+        histograms.append(score_histograms(logits, truth, fov).cpu())
+        seen += len(images)
+    counts, histograms = torch.cat(counts), torch.cat(histograms)  # (N, 4), (N, 2, BINS)
+    dataset, per_image = scores_from_counts(counts.sum(dim=0)), scores_from_counts(counts)
+    dataset["auc"] = auc_from_histograms(histograms.sum(dim=0))  # 칸별 수를 더한 뒤 한 번: 데이터 전체
+    per_image["auc"] = auc_from_histograms(histograms)
+    result = {"loss": total_loss / seen}
+    result.update({name: value.item() for name, value in dataset.items()})
+    result.update({f"{name}_per_image": value.nanmean().item() for name, value in per_image.items()})
+    result["boundary_iou"] = scores_from_counts(torch.cat(boundary_counts).sum(dim=0))["iou"].item()
+    result["all_background_images"] = int((counts[:, 0] + counts[:, 1] == 0).sum())  # TP + FP = 0
+    result["images"] = seen
+    names = data.names[:seen]
+    result["per_image"] = [{"image": name, **{k: round(v[i].item(), 6) for k, v in per_image.items()}}
+                           for i, name in enumerate(names)]
+    return result
+
+
+def trivial_baselines(data) -> dict:
+    """기준선 둘: 모든 픽셀을 배경이라고 하는 '모델'과 모두 전경이라고 하는 '모델' (시야 안에서).
+
+    전경이 7% 면 '전부 배경'의 픽셀 정확도는 0.93 이지만 IoU 는 0, '전부 전경'의 IoU 는 0.07 입니다.
+    학습한 모델의 IoU 가 둘 중 큰 값 근처라면 아무것도 배우지 않은 것입니다.
+    """
+    counts = {"background": torch.zeros(4, dtype=torch.long), "foreground": torch.zeros(4, dtype=torch.long)}
+    for _, masks, fov in batches_of(data, 256, None):
+        truth = masks.bool()
+        counts["background"] += confusion_counts(torch.zeros_like(truth), truth, fov).sum(dim=0)
+        counts["foreground"] += confusion_counts(torch.ones_like(truth), truth, fov).sum(dim=0)
+    return {kind: {name: value.item() for name, value in scores_from_counts(c).items()}
+            for kind, c in counts.items()}
+
+
+@torch.no_grad()
+def predict_masks(model, images, device, mean, std):
+    """(B, 3, H, W) uint8 → 예측 마스크 (B, 1, H, W) bool (CPU). 크기가 제각각인 (3, H, W) 목록이면
+    (1, H, W) 마스크의 목록 (사진마다 조각 예측)."""
+    if isinstance(images, list):
+        return [(predict_logits(model, image[None], device, mean, std) > THRESHOLD_LOGIT)[0].cpu()
+                for image in images]
+    return (predict_logits(model, images, device, mean, std) > THRESHOLD_LOGIT).cpu()
 
 
 # %% [markdown]
@@ -614,7 +887,7 @@ def visualize_results(model, history: training.History, test: segmentation.Segme
                       std, out_dir: Path, show: bool, data_name: str) -> None:
     """학습 곡선(training_curves.png)과 시험 이미지 몇 장의 예측 겹친 그림(test_overlays.png)."""
     plot_training_curves(history.rows, out_dir / "training_curves.png", show)
-    examples = test.subset(range(min(FIGURE_EXAMPLES, len(test))))
+    examples = test.subset(range(min(FIGURE_EXAMPLES // (2 if is_native(test) else 1), len(test))))
     plot_overlays(examples, predict_masks(model, examples.images, device, mean, std),
                   out_dir / "test_overlays.png", show, f"Test images ({data_name})")
 
@@ -627,9 +900,9 @@ MIN_PREDICT_SIDE = 8  # 이보다 작은 이미지는 분할할 내용이 없음
 
 
 def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
-    """best.pt 를 먼저 읽고(없거나 깨졌으면 한 줄), 입력을 확인한 뒤 학습 크기로 바꿔 예측합니다.
-
-    확률 지도를 원래 크기로 되돌려(쌍선형) 0.5 에서 자르므로 마스크는 원본 사진과 같은 크기입니다.
+    """best.pt 를 먼저 읽고(없거나 깨졌으면 한 줄), 입력을 확인한 뒤 예측합니다. 마스크는 언제나 원본
+    사진과 같은 크기: 원래 해상도로 배운 모델(내 폴더)은 사진 그대로 조각(tile)으로 예측하고, 같은
+    크기로 줄여 배운 모델(도형, Pet)은 학습 크기로 줄여 예측한 확률을 원래 크기로 되돌립니다(쌍선형).
     """
     model, checkpoint = training.load_trained_model(out_dir / "best.pt", build_model, config, device,
                                                     purpose="predict")
@@ -643,18 +916,21 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     if min(picture.size) < MIN_PREDICT_SIDE:
         raise UserError(f"--predict 이미지 {path} 가 {picture.width}x{picture.height} 로 너무 작습니다 "
                         f"(한 변 {MIN_PREDICT_SIDE} 픽셀 이상).")
-    size = extra["image_size"]
-    resized = torch.from_numpy(np.array(picture.resize((size, size))))  # (S, S, 3) uint8 (쓰기 가능한 복사본)
-    resized = resized.permute(2, 0, 1)[None]  # (1, 3, S, S)
     mean, std = torch.tensor(extra["mean"]), torch.tensor(extra["std"])
-    with torch.no_grad():
-        logits = model(to_input(resized, mean, std, device))  # (1, 1, S, S)
+    if extra.get("native"):  # 원래 해상도: (1, 3, H, W) 를 겹치는 조각으로
+        original = torch.from_numpy(np.array(picture)).permute(2, 0, 1)  # (3, H, W) uint8
+        image = local_contrast(original) if extra.get("local_contrast") else original  # 학습 때와 같은 전처리
+        probability = predict_logits(model, image[None], device, mean, std).sigmoid()[0, 0].cpu()  # (H, W)
+    else:
+        size = extra["image_size"]
+        resized = torch.from_numpy(np.array(picture.resize((size, size))))  # (S, S, 3) uint8 (쓰기 가능)
+        logits = predict_logits(model, resized.permute(2, 0, 1)[None], device, mean, std)  # (1, 1, S, S)
         probability = F.interpolate(logits.sigmoid(), size=(picture.height, picture.width),
                                     mode="bilinear", align_corners=False)[0, 0].cpu()  # (H, W)
     mask = probability > 0.5
     mask_path, overlay_path = out_dir / "prediction_mask.png", out_dir / "prediction_overlay.png"
     plt.imsave(mask_path, mask.numpy().astype(np.uint8) * 255, cmap="gray", vmin=0, vmax=255)
-    original = torch.from_numpy(np.asarray(picture)).permute(2, 0, 1)  # (3, H, W)
+    original = torch.from_numpy(np.array(picture)).permute(2, 0, 1)  # (3, H, W) (쓰기 가능한 복사본)
     fig, axes = plt.subplots(1, 2, figsize=(8, 4))
     axes[0].imshow(original.permute(1, 2, 0).numpy())
     axes[0].set_title("input")
@@ -666,7 +942,7 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
     result = {"input": str(path), "width": picture.width, "height": picture.height,
               "foreground_fraction": round(mask.float().mean().item(), 6),
               "all_background": not bool(mask.any()), "mask": str(mask_path), "overlay": str(overlay_path),
-              "trained_on": extra["data"]}
+              "native_resolution": bool(extra.get("native")), "trained_on": extra["data"]}
     (out_dir / "prediction.json").write_text(json.dumps(result, indent=2, ensure_ascii=False),
                                              encoding="utf-8")
     print(f"{path}: 전경 {result['foreground_fraction']:.1%} → {mask_path}, {overlay_path}")
@@ -767,32 +1043,33 @@ def main(config: Config) -> dict:
         return predict(config, device, out_dir)
     run_lessons()  # 각 절의 작은 손 계산: 출력 모양, 전치 합성곱, BCE 대 Dice, IoU·Dice
 
-    # 1. 데이터 (입력 확인이 학습보다 먼저) -------------------------------------------
+    # 1. 데이터 (입력 확인이 학습보다 먼저) → 학습 길이 (내 폴더: 본 패치 수로 예산) ---------------
     train, val, test, data_name = prepare_data(config)
     mean, std = channel_stats(train.images)
-    epochs = min(config.epochs, 3) if config.smoke else config.epochs
+    epochs, per_epoch = plan_training(config, train, val)
     max_batches = 1 if config.smoke else None  # --smoke: epoch 마다 학습·평가 배치 하나
     # 학습·평가에 늘 같이 넘기는 것: 정규화 값, 손실의 Dice 비중, --smoke 의 배치 제한
     options = {"mean": mean, "std": std, "dice_weight": config.dice_weight, "max_batches": max_batches}
 
-    # 2. 모델과 최적화기(optimizer): 시드 → U-Net(model_args) → Adam + 코사인 일정 ------------
-    steps = steps_per_epoch(len(train), config.batch_size, max_batches)
-    model_args, model, optimizer, scheduler = prepare_model(config, device, epochs, steps)
-    loader_generator = torch.Generator().manual_seed(config.seed)  # 섞기·뒤집기 난수: 체크포인트에 저장
+    # 2. 모델과 최적화기(optimizer): 시드 → U-Net(model_args) → Adam + 코사인 일정 (길이 = epoch × 배치 수) --
+    model_args, model, optimizer, scheduler = prepare_model(
+        config, device, epochs, steps_per_epoch(per_epoch, config.batch_size, max_batches))
+    loader_generator = torch.Generator().manual_seed(config.seed)  # 섞기·패치·증강 난수: 체크포인트에 저장
 
-    # 3. 학습 (best.pt 는 검증 IoU 가 가장 높은 epoch) -------------------------------
+    # 3. 학습 (best.pt 는 검증 IoU 가 가장 높은 epoch; 나아지지 않으면 조기 종료) -----------------
     history = training.History(out_dir / "history.csv")
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    extra = {"data": data_name, "image_size": config.image_size, "mean": mean.tolist(), "std": std.tolist()}
+    extra = {"data": data_name, "image_size": config.image_size, "mean": mean.tolist(), "std": std.tolist(),
+             "native": is_native(train), "local_contrast": is_native(train) and config.local_contrast}
     checkpoint = lambda epoch, best: training.make_checkpoint(
         config, model_args, state, epoch, best, extra=extra, generators=[loader_generator], history=history)
-    # 학습률 일정이 epochs 에 달려 있으므로 --resume 때 --epochs 를 바꾸는 것도 '다른 설정'으로 거절
     start_epoch, best = training.resume_or_start(config, checkpoint, state, generators=[loader_generator],
                                                  history=history, best=-math.inf)
     train_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs + 1):
-            train_loss = train_one_epoch(model, train, optimizer, scheduler, device, epoch,
+            examples = training_examples(train, config, loader_generator)  # 내 폴더: 새 무작위 패치
+            train_loss = train_one_epoch(model, examples, optimizer, scheduler, device, epoch,
                                          batch_size=config.batch_size, generator=loader_generator, **options)
             scores = evaluate(model, val, device, **options)
             history.log(epoch=epoch, train_loss=train_loss, val_loss=scores["loss"], val_iou=scores["iou"],
@@ -801,25 +1078,24 @@ def main(config: Config) -> dict:
                 best = scores["iou"]
                 training.save_checkpoint(out_dir / "best.pt", checkpoint(epoch, best))
             training.save_checkpoint(out_dir / "last.pt", checkpoint(epoch, best))
+            if history.epochs_since_best("val_iou") >= config.patience:
+                print(f"조기 종료(early stopping): 검증 IoU 가 {config.patience} epoch 동안 나아지지 않음")
+                break
     except KeyboardInterrupt:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
     train_seconds = time.perf_counter() - train_started
     model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
 
-    # 4. 평가 (시험 점수는 언제나 best.pt 로) ------------------------------------------
-    test_scores = evaluate(model, test, device, **options)
-    baseline = all_background_baseline(test)
-    report_test(test_scores, baseline)
-
-    # 5. 시각화 ------------------------------------------------------------------
+    # 4. 평가 (시험 점수는 언제나 best.pt 로, 학습 이미지 점수와 나란히) → 5. 시각화 -------------------
+    test_scores, train_scores, baseline = test_and_report(model, train, test, device, options, out_dir)
     visualize_results(model, history, test, device, mean, std, out_dir, config.show, data_name)
 
-    # 부록: 반대쪽 망(skip ↔ no-skip)을 같은 예산으로 학습해 비교 (--no-compare 면 생략) -----------
+    # 부록: 반대쪽 망(skip ↔ no-skip)을 같은 예산으로 (--no-compare 면 생략; 내 폴더는 시간 때문에 생략) ---
     comparison = (compare_skip(config, train, test, device, options, epochs, test_scores, out_dir)
-                  if config.compare else None)
-    return summarize(config, out_dir, device, data_name, model, test_scores, baseline, comparison,
-                     started=started, train_seconds=train_seconds)
+                  if config.compare and not is_native(train) else None)
+    return summarize(config, out_dir, device, data_name, model, (test_scores, train_scores), baseline,
+                     comparison, started=started, train_seconds=train_seconds)
 
 
 def run_lessons() -> None:
@@ -830,24 +1106,76 @@ def run_lessons() -> None:
     metrics_lesson()
 
 
-def report_test(scores: dict, baseline: dict) -> None:
-    """시험 지표 출력과 '전부 배경' 예측 감지 (0/255 마스크를 잘못 읽었을 때의 전형적인 증상)."""
+def test_and_report(model, train, test, device, options: dict, out_dir: Path) -> tuple:
+    """(시험 점수, 학습 점수, 자명한 기준선): 학습 이미지 몇 장의 점수를 나란히 보여 과적합이 보이게."""
+    test_scores = evaluate(model, test, device, **options)
+    train_scores = evaluate(model, train_subset(train), device, **options)
+    baselines = trivial_baselines(test)
+    report_test(test_scores, train_scores, baselines, out_dir, native=is_native(test))
+    return test_scores, train_scores, baselines
+
+
+def train_subset(train):
+    """학습 지표를 잴 학습 이미지: 앞에서부터 몇 장 (원래 해상도 사진은 조각 예측이 비싸 4장)."""
+    count = TRAIN_EVAL_IMAGES["native" if is_native(train) else "fixed"]
+    return train.subset(range(min(len(train), count)))
+
+
+REPORT_KEYS = ("dice", "iou", "sensitivity", "specificity", "auc")  # 이미지마다·데이터 전체 표의 열
+
+
+def report_test(scores: dict, train_scores: dict, baselines: dict, out_dir: Path, native: bool) -> None:
+    """시험 지표(학습 지표와 나란히), 이미지마다의 표(test_per_image.csv), 그리고 '배운 것이 없음' 경고."""
     print(f"\n[시험] IoU {scores['iou']:.4f} (데이터 전체) / {scores['iou_per_image']:.4f} (이미지 평균), "
           f"Dice {scores['dice']:.4f} / {scores['dice_per_image']:.4f}, "
           f"픽셀 정확도 {scores['pixel_accuracy']:.4f}, "
           f"경계 IoU {scores['boundary_iou']:.4f}")
-    print(f"  기준선 '전부 배경': IoU {baseline['iou']:.4f}, 픽셀 정확도 {baseline['pixel_accuracy']:.4f} "
-          "— 픽셀 정확도만 보면 그럴듯해 보이는 이유")
+    print(f"| 데이터 전체 | 이미지 수 | {' | '.join(REPORT_KEYS)} |\n|---|---|" + "---|" * len(REPORT_KEYS))
+    for name, result in (("학습 (train)", train_scores), ("시험 (held-out)", scores)):
+        print(f"| {name} | {result['images']} | " + " | ".join(f"{result[k]:.4f}" for k in REPORT_KEYS)
+              + " |")
+    rows = scores["per_image"]
+    with (out_dir / "test_per_image.csv").open("w", encoding="utf-8") as f:
+        f.write("image," + ",".join(REPORT_KEYS) + "\n")
+        f.writelines(row["image"] + "," + ",".join(f"{row[k]:.6f}" for k in REPORT_KEYS) + "\n"
+                     for row in rows)
+    if len(rows) <= 12:  # 몇 장뿐인 시험 세트: 숫자가 몇 장에 기대는지 이미지마다 보여 줌
+        for row in rows:
+            print(f"  {row['image']}: " + ", ".join(f"{k} {row[k]:.4f}" for k in REPORT_KEYS))
+    print(f"  기준선 '전부 배경': IoU {baselines['background']['iou']:.4f}, 픽셀 정확도 "
+          f"{baselines['background']['pixel_accuracy']:.4f} — 픽셀 정확도만 보면 그럴듯해 보이는 이유; "
+          f"'전부 전경': IoU {baselines['foreground']['iou']:.4f}")
     if scores["all_background_images"]:
         print(f"  주의: 시험 이미지 {scores['all_background_images']}장에서 전경을 하나도 예측하지 않음 "
               "(전부 배경). 학습이 덜 되었거나 마스크의 전경이 비어 있는지 확인하세요.")
+    warning = silent_failure_warning(scores, baselines, native)
+    if warning:
+        print(warning)
 
 
-def collect_metrics(test: dict, baseline: dict, comparison: dict | None) -> dict:
+def silent_failure_warning(scores: dict, baselines: dict, native: bool) -> str | None:
+    """시험 IoU 가 자명한 기준선(전부 배경·전부 전경 중 큰 IoU) + NOISE_MARGIN 안이면 경고 한 줄, 아니면 None.
+
+    표는 끝까지 그럴듯하게 찍히므로(픽셀 정확도 0.9!) 마지막 줄에서 말해야 사용자가 알아챕니다.
+    """
+    trivial = max(baselines["background"]["iou"], baselines["foreground"]["iou"])
+    if scores["iou"] > trivial + NOISE_MARGIN:
+        return None
+    cause = ("학습이 너무 짧았거나(--epochs 를 늘리세요) 패치가 구조보다 작을 수 있습니다(--patch-size)"
+             if native else "이미지를 줄이며 가는 구조가 사라졌거나(--image-size 를 키우세요) 학습이 "
+             "짧았을 수 있습니다(--epochs)")
+    return (f"경고: 시험 IoU {scores['iou']:.3f} 가 자명한 기준선(모두 배경/전경 IoU {trivial:.3f})과 잡음 "
+            f"수준으로 같습니다 — 모델이 전경을 배우지 못했습니다. {cause}.")
+
+
+def collect_metrics(test: dict, train: dict, baseline: dict, comparison: dict | None) -> dict:
     """metrics.json 의 숫자들 (이름은 tests 와 benchmarks 가 읽는 약속)."""
-    metrics = {f"test_{k}": round(v, 6) for k, v in test.items()}
-    metrics["all_background_test_iou"] = round(baseline["iou"], 6)
-    metrics["all_background_test_pixel_accuracy"] = round(baseline["pixel_accuracy"], 6)
+    metrics = {f"test_{k}": round(v, 6) for k, v in test.items() if k not in ("per_image", "images")}
+    metrics["test_images"] = test["images"]  # 시험 숫자가 기대는 이미지 수
+    metrics.update({f"train_{k}": round(train[k], 6) for k in ("iou", "dice", "auc")})
+    metrics["all_background_test_iou"] = round(baseline["background"]["iou"], 6)
+    metrics["all_background_test_pixel_accuracy"] = round(baseline["background"]["pixel_accuracy"], 6)
+    metrics["all_foreground_test_iou"] = round(baseline["foreground"]["iou"], 6)
     if comparison is not None:
         for name in ("skip", "no_skip"):
             for key in ("iou", "iou_per_image", "dice", "boundary_iou"):
@@ -855,10 +1183,12 @@ def collect_metrics(test: dict, baseline: dict, comparison: dict | None) -> dict
     return metrics
 
 
-def summarize(config: Config, out_dir: Path, device, data_name: str, model, test_scores: dict, baseline: dict,
+def summarize(config: Config, out_dir: Path, device, data_name: str, model, scores: tuple, baseline: dict,
               comparison: dict | None, *, started: float, train_seconds: float) -> dict:
-    """metrics.json (지표, 파라미터 수, 걸린 시간, 설정)을 쓰고 지표 dict 를 돌려줍니다."""
-    metrics = collect_metrics(test_scores, baseline, comparison)
+    """metrics.json (지표, 파라미터 수, 걸린 시간, 설정)을 쓰고 지표 dict 를 돌려줍니다.
+
+    scores: (시험 점수, 학습 점수)."""
+    metrics = collect_metrics(*scores, baseline, comparison)
     write_run_record(out_dir, script=config.chapter + ".py", config=config, data=data_name, device=device,
                      seconds=time.perf_counter() - started, metrics=metrics, headline="test_iou",
                      parameters=sum(p.numel() for p in model.parameters()),

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, load_chapter, run_script
 from PIL import Image
-from sklearn.metrics import f1_score, jaccard_score
+from sklearn.metrics import f1_score, jaccard_score, roc_auc_score
 
 from utils.data.segmentation import (
+    NativeData,
     load_mask_folder,
     load_segmentation_data,
     make_shapes,
@@ -156,10 +157,14 @@ def test_procedural_shapes_are_deterministic_and_exact():
     assert 0.02 < fraction < 0.5
 
 
-def _write_folder(root, sizes, *, mask_format="png", mask_value=255):
-    """실제 이미지 파일 (크기 제각각)과 0/255 (또는 0/1) 마스크를 씁니다. 전경 = 밝은 사각형."""
+def _write_folder(root, sizes, *, mask_format="png", mask_value=255, fov=False):
+    """실제 이미지 파일 (크기 제각각)과 0/255 (또는 0/1) 마스크를 씁니다. 전경 = 밝은 사각형 (약 8%).
+
+    fov=True: fov/ 에 시야 마스크 (왼쪽 위 1/4 을 뺀 나머지 = 시야 안)."""
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
+    if fov:
+        (root / "fov").mkdir()
     rng = np.random.default_rng(0)
     for i, (width, height) in enumerate(sizes):
         image = rng.integers(0, 90, (height, width, 3), dtype=np.uint8)
@@ -168,20 +173,60 @@ def _write_folder(root, sizes, *, mask_format="png", mask_value=255):
         image[mask > 0] = 230
         Image.fromarray(image).save(root / "images" / f"img{i}.jpg", quality=95)
         Image.fromarray(mask).save(root / "masks" / f"img{i}.{mask_format}")
+        if fov:
+            inside = np.full((height, width), 255, np.uint8)
+            inside[:height // 4, :width // 4] = 0
+            Image.fromarray(inside).save(root / "fov" / f"img{i}_mask.png")
 
 
 @pytest.mark.parametrize("mask_format,mask_value",
                          [("png", 255), ("png", 1), ("gif", 255), ("tif", 1), ("jpg", 255)])
-def test_mask_folder_reads_0_255_and_0_1_masks_of_different_sizes(tmp_path, mask_format, mask_value):
+def test_mask_folder_reads_0_255_and_0_1_masks_at_native_size(tmp_path, mask_format, mask_value):
     _write_folder(tmp_path, [(40, 30), (64, 48), (33, 71)], mask_format=mask_format, mask_value=mask_value)
-    data = load_mask_folder(tmp_path, size=32)
-    assert data.images.shape == (3, 3, 32, 32) and data.masks.shape == (3, 1, 32, 32)
-    assert data.names == ["img0.jpg", "img1.jpg", "img2.jpg"]
+    data = load_mask_folder(tmp_path)
+    assert isinstance(data, NativeData) and data.names == ["img0.jpg", "img1.jpg", "img2.jpg"]
+    # 원래 크기 그대로 (줄이지 않음)
+    assert [tuple(image.shape) for image in data.images] == [(3, 30, 40), (3, 48, 64), (3, 71, 33)]
+    assert [tuple(mask.shape) for mask in data.masks] == [(1, 30, 40), (1, 48, 64), (1, 71, 33)]
+    assert all(fov.all() for fov in data.fov)  # fov/ 가 없으면 모든 픽셀을 셈
     raw = read_mask(tmp_path / "masks" / f"img1.{mask_format}")
     assert raw.shape == (48, 64)
     assert raw.sum() == pytest.approx((24 - 12) * (42 - 21), abs=10)  # 0/1 도 0/255 도 같은 전경
-    fraction = data.masks.float().mean().item()  # 사각형 = 1/4 × 1/3 ≈ 8%
-    assert 0.05 < fraction < 0.12
+    assert data.masks[1].sum().item() == raw.sum()
+    assert set(torch.cat([m.flatten() for m in data.masks]).unique().tolist()) == {0, 1}
+
+
+def test_mask_with_values_other_than_two_is_refused(tmp_path):
+    """0/128/255 마스크 (안티에일리어싱, 다중 클래스)는 '> 0' 으로 읽으면 전경이 조용히 부풀어 거절."""
+    _write_folder(tmp_path, [(20, 20), (24, 20)])
+    soft = np.zeros((20, 24), np.uint8)
+    soft[5:10, 5:10], soft[10:12, 5:10] = 255, 128
+    Image.fromarray(soft).save(tmp_path / "masks" / "img1.png")
+    with pytest.raises(UserError, match=r"img1\.png.*0/255"):
+        load_mask_folder(tmp_path)
+    three_labels = np.zeros((20, 24), np.uint8)
+    three_labels[:5], three_labels[5:10] = 1, 2  # 0/1/2: 두 값이 아님
+    Image.fromarray(three_labels).save(tmp_path / "masks" / "img1.png")
+    with pytest.raises(UserError, match="img1.png"):
+        load_mask_folder(tmp_path)
+
+
+def test_fov_folder_excludes_pixels_from_metrics(ch09, tmp_path):
+    """fov/ 의 시야 마스크를 읽고, 시야 밖의 틀린 예측·배경은 TP·FP·FN·TN 어디에도 세지 않음."""
+    _write_folder(tmp_path, [(40, 32), (48, 40)], fov=True)
+    data = load_mask_folder(tmp_path)
+    assert data.fov[0].shape == (1, 32, 40) and data.fov[0].sum().item() == 32 * 40 - 8 * 10
+    truth = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    truth[..., 2:, 2:] = True  # 전경 4 픽셀 (모두 시야 안)
+    predicted = truth.clone()
+    predicted[..., 0, 0] = True  # 시야 밖의 거짓 양성 하나
+    valid = torch.ones_like(truth)
+    valid[..., :2, :2] = False  # 왼쪽 위 4 픽셀 = 시야 밖
+    assert ch09.confusion_counts(predicted, truth, valid).tolist() == [[4, 0, 0, 8]]  # 16 − 4 − 4 = 8 TN
+    assert ch09.confusion_counts(predicted, truth).tolist() == [[4, 1, 0, 11]]  # 시야 없이: FP 하나
+    (tmp_path / "fov" / "img1_mask.png").unlink()
+    with pytest.raises(UserError, match="img1.jpg"):
+        load_mask_folder(tmp_path)
 
 
 def test_mask_folder_pairs_by_stem_and_reports_bad_pairs(tmp_path):
@@ -197,7 +242,7 @@ def test_mask_folder_pairs_by_stem_and_reports_bad_pairs(tmp_path):
     _write_folder(tmp_path / "size", [(20, 20)])
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "size" / "masks" / "img0.png")
     with pytest.raises(UserError, match="10x10.*20x20"):
-        load_mask_folder(tmp_path / "size", 16)
+        load_mask_folder(tmp_path / "size")
 
 
 # --- 잘못된 입력: 종료 코드 2, 한 줄, traceback 없음 --------------------------------------
@@ -210,21 +255,24 @@ def _assert_one_line_error(result, *needles):
         assert needle in lines[0], lines[0]
 
 
-def test_bad_folders(ch09, tmp_path, monkeypatch):
-    """짝 없는 이미지(이름을 댐), 크기가 다른 마스크, 빈 폴더, 아무것도 없는 --data-dir → 한 줄 UserError.
-
-    하나는 사용자처럼 하위 프로세스로 돌려 종료 코드 2, 한 줄, traceback 없음을 확인합니다.
+def test_bad_folders(ch09, tmp_path, monkeypatch, capsys):
+    """짝 없는 이미지(이름을 댐), 크기가 다른 마스크, 0/255 가 아닌 마스크, 빈 폴더, 아무것도 없는
+    --data-dir → 한 줄 UserError. 사용자처럼 실행해(하나는 하위 프로세스) 종료 코드 2, 파일 이름을 댄
+    한 줄, traceback 없음, 그리고 학습 전(last.pt 가 없음)에 멈췄는지 확인합니다.
     """
     _write_folder(tmp_path / "lonely", [(20, 20), (24, 20), (30, 20)])
     (tmp_path / "lonely" / "masks" / "img2.png").unlink()
     _write_folder(tmp_path / "size", [(20, 20), (24, 20), (30, 20)])
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "size" / "masks" / "img1.png")
+    _write_folder(tmp_path / "values", [(20, 20), (24, 20), (30, 20)])
+    graded = np.arange(400, dtype=np.uint8).reshape(20, 20)  # 0~255 의 여러 값
+    Image.fromarray(graded).save(tmp_path / "values" / "masks" / "img0.png")
     (tmp_path / "empty" / "images").mkdir(parents=True)
     (tmp_path / "empty" / "masks").mkdir()
     (tmp_path / "no_masks" / "images").mkdir(parents=True)
     (tmp_path / "nothing").mkdir()
-    cases = [("lonely", "img2.jpg"), ("size", "img1.png"), ("empty", "이미지 파일"), ("no_masks", "masks/"),
-             ("nothing", "nothing")]
+    cases = [("lonely", "img2.jpg"), ("size", "img1.png"), ("values", "img0.png"), ("empty", "이미지 파일"),
+             ("no_masks", "masks/"), ("nothing", "nothing")]
     import utils.data.common
 
     # 테스트는 네트워크를 쓰지 않음: 'nothing' 폴더에서 Pet 을 내려받으려는 시도를 실패로 바꿈
@@ -236,28 +284,43 @@ def test_bad_folders(ch09, tmp_path, monkeypatch):
     result = run_script(SCRIPT, "--data", "real", "--data-dir", str(tmp_path / "lonely"), "--device", "cpu",
                         "--out-dir", str(tmp_path / "out"))
     _assert_one_line_error(result, "img2.jpg")
+    for folder, needle in (("size", "img1.png"), ("values", "img0.png")):
+        out = tmp_path / f"out_{folder}"
+        with pytest.raises(SystemExit) as stop:
+            ch09.run(ch09.main, ch09.Config, argv=["--data-dir", str(tmp_path / folder), "--device", "cpu",
+                                                   "--out-dir", str(out)])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 2 and len(lines) == 1 and needle in lines[0], lines
+        assert not (out / "last.pt").exists()  # 학습 전에 멈춤
 
 
-def test_folder_run_then_predict(ch09, tmp_path):
-    """내 폴더(크기 제각각, 0/255 마스크)로 짧게 학습 → --predict 가 마스크, 그림, prediction.json 을 씀."""
-    _write_folder(tmp_path / "data", [(40 + 3 * i, 30 + 2 * i) for i in range(8)])
+def test_folder_run_then_predict(ch09, tmp_path, capsys):
+    """내 폴더(크기 제각각, 0/255 마스크)를 원래 해상도로: 예산 한 줄(사진 × 패치 × 바퀴)대로 학습 →
+    --predict 가 큰 사진(조각 여러 개)을 원래 크기로 예측해 마스크, 그림, prediction.json 을 씀."""
+    _write_folder(tmp_path / "data", [(40 + 3 * i, 34 + 2 * i) for i in range(8)])
     out = tmp_path / "out"
     common = ("--data-dir", str(tmp_path / "data"), "--device", "cpu", "--out-dir", str(out))
-    result = run_script(SCRIPT, "--data", "real", "--epochs", "1", "--width", "4", "--image-size", "32",
-                        "--no-compare", *common)
+    # 8장 → 시험 1, 검증 1, 학습 6. 바퀴마다 6 × 4 = 24 패치, 예산 48 패치 → 2 바퀴 (--epochs 없이)
+    result = run_script(SCRIPT, "--width", "4", "--patch-size", "32", "--patches-per-image", "4",
+                        "--budget-images", "48", *common)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "사진 6장 × 사진당 4패치 = 바퀴마다 24패치 (32x32)" in result.stdout
+    assert "24패치 × 2바퀴(epoch) ≈ 48패치" in result.stdout
     record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert record["data"].startswith("mask folder") and "test_iou_per_image" in record["metrics"]
+    assert record["data"].startswith("mask folder") and record["data"].endswith("(real, native resolution)")
+    assert record["metrics"]["test_images"] == 1 and "test_auc" in record["metrics"]
+    assert "train_dice" in record["metrics"]  # 학습 지표를 시험 지표와 나란히
+    assert (out / "history.csv").read_text(encoding="utf-8").count("\n") == 1 + 2  # 머리 + 2 바퀴
 
     picture = tmp_path / "photo.png"
-    Image.fromarray(np.full((45, 61, 3), 40, np.uint8)).save(picture)
-    result = run_script(SCRIPT, "--predict", str(picture), *common)
-    assert result.returncode == 0, result.stderr[-3000:]
+    Image.fromarray(np.full((300, 280, 3), 40, np.uint8)).save(picture)  # > TILE_SIZE: 조각 4개
+    capsys.readouterr()
+    ch09.predict(ch09.Config(predict=str(picture), out_dir=str(out), device="cpu"), torch.device("cpu"), out)
     prediction = json.loads((out / "prediction.json").read_text(encoding="utf-8"))
-    assert (prediction["width"], prediction["height"]) == (61, 45)
-    assert Image.open(prediction["mask"]).size == (61, 45)  # 원본 크기의 마스크
+    assert (prediction["width"], prediction["height"], prediction["native_resolution"]) == (280, 300, True)
+    assert Image.open(prediction["mask"]).size == (280, 300)  # 원본 크기의 마스크
     assert (out / "prediction_overlay.png").stat().st_size > 1000
-    assert prediction["all_background"] == ("전경을 하나도" in result.stdout)  # 전부 배경이면 말해야 함
+    assert prediction["all_background"] == ("전경을 하나도" in capsys.readouterr().out)  # 전부 배경이면 말함
 
     (tmp_path / "notes.txt").write_text("not an image")
     Image.fromarray(np.zeros((4, 30, 3), np.uint8)).save(tmp_path / "thin.png")
@@ -284,7 +347,7 @@ def test_short_offline_run_beats_all_background(ch09):
         ch09.train_one_epoch(model, train, optimizer, None, "cpu", epoch, batch_size=16, generator=generator,
                              mean=mean, std=std, dice_weight=1.0)
     scores = ch09.evaluate(model, test, "cpu", mean=mean, std=std)
-    baseline = ch09.all_background_baseline(test)
+    baseline = ch09.trivial_baselines(test)["background"]
     assert baseline["iou"] == 0
     assert scores["iou"] >= baseline["iou"] + 0.3, scores
 
@@ -323,3 +386,119 @@ def test_oxford_pet_layout_trimap_and_corrupt_files(ch09, tmp_path):
     train, val, test, name = load_segmentation_data("real", tmp_path, smoke=False, size=16, seed=0,
                                                     sizes=(4, 4, 4), val_fraction=0.3)
     assert name.startswith("Oxford-IIIT Pet") and (len(train), len(val), len(test)) == (1, 1, 1)
+
+
+# --- 원래 해상도: 패치 학습, 조각 예측, 예산, AUC, '배운 것이 없음' 경고 -----------------------------
+def test_tiled_prediction_has_no_seams_and_covers_every_pixel(ch09):
+    """픽셀마다 독립인 모델(1x1 합성곱)로: 조각으로 예측한 것 = 한 번에 예측한 것 (이음매의 가중치 합,
+    가장자리 조각, 덮이지 않은 픽셀 어디가 틀려도 달라짐), 상수 이미지 → 상수 예측."""
+    torch.manual_seed(0)
+    pointwise = torch.nn.Conv2d(3, 1, kernel_size=1)
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    image = torch.randint(0, 256, (1, 3, 300, 530), dtype=torch.uint8)  # 조각 2 × 3 개, 끝 조각은 겹침이 큼
+    tiled = ch09.predict_logits(pointwise, image, "cpu", mean, std, tile=128, overlap=32)
+    whole = pointwise(ch09.to_input(image, mean, std, "cpu"))
+    assert tiled.shape == (1, 1, 300, 530)
+    assert torch.allclose(tiled, whole, atol=1e-5)
+    constant = torch.full((1, 3, 300, 530), 77, dtype=torch.uint8)
+    flat = ch09.predict_logits(pointwise, constant, "cpu", mean, std, tile=128, overlap=32)
+    assert (flat.max() - flat.min()).item() < 1e-5
+    assert ch09.tile_starts(300, 128, 32) == [0, 86, 172]  # 처음 0, 끝 300 − 128, 사이는 고르게
+    assert ch09.tile_starts(100, 128, 32) == [0]
+
+
+def test_tiled_equals_whole_image_when_it_fits_one_tile(ch09):
+    """U-Net 에서도: 조각 하나에 드는 이미지(16의 배수가 아닌 크기 포함)는 한 번에 예측한 것과 같음."""
+    torch.manual_seed(0)
+    model = ch09.build_model(width=4, depth=3).eval()
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    for height, width in ((96, 128), (75, 101)):
+        image = torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8)
+        with torch.no_grad():
+            whole = model(ch09.to_input(image, mean, std, "cpu"))
+        tiled = ch09.predict_logits(model, image, "cpu", mean, std, tile=128, overlap=32)
+        assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_auc_from_histograms_matches_sklearn(ch09):
+    """로짓 칸(bin)의 히스토그램으로 센 ROC-AUC = scikit-learn 의 roc_auc_score (같은 칸의 점수끼리는 비김).
+    이미지마다와 데이터 전체(칸별 수를 더해서) 모두. 시야 밖 픽셀은 세지 않음."""
+    torch.manual_seed(0)
+    step = 2 * ch09.AUC_LOGIT_RANGE / (ch09.AUC_BINS - 1)
+    truth = torch.rand(3, 1, 20, 20) < 0.2
+    grid = (torch.randn(3, 1, 20, 20) + 1.5 * truth + ch09.AUC_LOGIT_RANGE).div(step).round()
+    logits = grid * step - ch09.AUC_LOGIT_RANGE  # 칸 중심에 놓음: 칸이 같으면 점수도 같음
+    logits[0, 0, :5] = logits[0, 0, 0, 0]  # 같은 점수의 전경·배경이 많음 (비김의 반 점수가 빠지면 틀림)
+    valid = torch.ones_like(truth)
+    valid[2, :, :, :10] = False
+    histograms = ch09.score_histograms(logits, truth, valid)
+    per_image = ch09.auc_from_histograms(histograms)
+    for i in range(3):
+        keep = valid[i].flatten()
+        reference = roc_auc_score(truth[i].flatten()[keep].numpy(), logits[i].flatten()[keep].numpy())
+        assert per_image[i].item() == pytest.approx(reference, abs=1e-9)
+    keep = valid.flatten()
+    reference = roc_auc_score(truth.flatten()[keep].numpy(), logits.flatten()[keep].numpy())
+    assert ch09.auc_from_histograms(histograms.sum(dim=0)).item() == pytest.approx(reference, abs=1e-9)
+    empty = ch09.score_histograms(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.bool))
+    assert torch.isnan(ch09.auc_from_histograms(empty)).all()  # 전경이 없으면 AUC 는 정의되지 않음
+
+
+def test_patches_rotate_masks_with_images_and_repeat_with_the_seed(ch09):
+    """패치의 회전·색 흔들기 뒤에도 마스크는 그 이미지의 밝은 자리 그대로, 같은 generator 상태 → 같은 패치."""
+    torch.manual_seed(0)
+    images, masks = [], []
+    for height, width in ((50, 70), (64, 40)):
+        mask = torch.rand(1, height, width) < 0.3
+        masks.append(mask.to(torch.uint8))
+        images.append(torch.where(mask, 255, 0).to(torch.uint8).expand(3, -1, -1).clone())
+    data = NativeData(images, masks, [torch.ones_like(m, dtype=torch.bool) for m in masks], ["a", "b"])
+    patches = ch09.sample_patches(data, 16, 32, torch.Generator().manual_seed(3))
+    assert patches.images.shape == (32, 3, 32, 32) and patches.masks.shape == (32, 1, 32, 32)
+    assert torch.equal(patches.masks[:, 0].bool(), patches.images[:, 0] > 128)  # 같이 돌고, 색은 넘지 않음
+    assert len({tuple(p.float().mean(dim=(1, 2)).tolist()) for p in patches.images}) > 16  # 색 흔들기가 있음
+    again = ch09.sample_patches(data, 16, 32, torch.Generator().manual_seed(3))
+    assert torch.equal(again.images, patches.images)  # --resume 이 같은 패치를 뽑는 조건
+
+
+def test_budget_counts_patches_not_epochs(ch09, tmp_path, capsys):
+    """사진이 적을수록 바퀴가 많아져 본 패치 수(걸음 수)가 예산과 같고, 시간 상한(max_epochs)에서 멈추며,
+    --epochs 를 주면 그 값. 학습 전에 '사진 × 패치 × 바퀴' 와 걸릴 시간을 한 줄로 알림."""
+    _write_folder(tmp_path, [(48, 40)] * 7)
+    data = load_mask_folder(tmp_path)
+    train, val = data.subset(range(5)), data.subset([5, 6])
+    config = ch09.Config(patch_size=32, patches_per_image=4, budget_images=200, max_epochs=40, width=4)
+    assert ch09.plan_training(config, train, val) == (10, 20)  # 5장 × 4패치 = 20, 200 / 20 = 10 바퀴
+    line = capsys.readouterr().out
+    assert "사진 5장 × 사진당 4패치 = 바퀴마다 20패치 (32x32)" in line
+    assert "20패치 × 10바퀴(epoch) ≈ 200패치" in line
+    assert "이 기계에서 약" in line
+    config.budget_images = 100_000
+    assert ch09.plan_training(config, train, val)[0] == 40  # 시간 상한
+    config.epochs = 3
+    assert ch09.plan_training(config, train, val)[0] == 3  # --epochs 가 이김
+    config.patch_size = 256  # 가장 작은 사진보다 큰 패치는 짧은 변(40)으로
+    assert ch09.patch_size_for(train, config) == 40
+
+
+def test_silent_failure_warning_fires_only_when_nothing_was_learned(ch09, tmp_path):
+    """원래 해상도 폴더에서 학습 전 모델은 '전부 전경/배경' IoU 근처 → 경고 한 줄, 잠깐 학습하면 경고 없음."""
+    _write_folder(tmp_path, [(64, 48), (56, 52), (60, 44), (64, 64)])
+    data = load_mask_folder(tmp_path)
+    train, test = data.subset([0, 1, 2]), data.subset([3])
+    mean, std = ch09.channel_stats(train.images)
+    baselines = ch09.trivial_baselines(test)
+    assert baselines["background"]["iou"] == 0 and 0.05 < baselines["foreground"]["iou"] < 0.12
+    torch.manual_seed(0)
+    model = ch09.build_model(width=4, depth=2)
+    untrained = ch09.evaluate(model, test, "cpu", mean=mean, std=std)
+    warning = ch09.silent_failure_warning(untrained, baselines, native=True)
+    assert warning is not None and warning.startswith("경고:") and "--epochs" in warning, untrained["iou"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(1, 5):
+        patches = ch09.sample_patches(train, 16, 32, generator)
+        ch09.train_one_epoch(model, patches, optimizer, None, "cpu", epoch, batch_size=16,
+                             generator=generator, mean=mean, std=std, dice_weight=1.0)
+    trained = ch09.evaluate(model, test, "cpu", mean=mean, std=std)
+    assert ch09.silent_failure_warning(trained, baselines, native=True) is None, trained["iou"]

@@ -7,10 +7,13 @@
 - `make_shapes(n, size, seed)`: 무늬·잡음이 있는 배경 위에 겹치는 도형 여러 개(원, 사각형, 삼각형,
   고리, 가는 선, 점)를 그리고, 그린 것과 똑같은 기하 조건으로 정확한 마스크를 만듭니다.
   이미지 i 는 (seed, i) 로만 정해지므로 같은 seed 면 언제나 같은 이미지입니다.
-- `load_mask_folder(folder, size)`: `folder/images/` 와 `folder/masks/` 의 같은 이름(stem) 파일을
-  짝짓습니다 (`cat.jpg` ↔ `cat.png` 또는 `cat_mask.gif`). 마스크 값 > 0 = 전경이라 0/1 과 0/255
-  마스크가 모두 맞게 읽힙니다 (Pytorch-UNet 사용자들이 가장 많이 겪는 '전부 검은 예측'의 원인이
-  0/255 마스크를 0/1 로 착각한 것입니다). 짝이 없거나 크기가 다르면 파일 이름을 대며 한 줄 오류.
+- `load_mask_folder(folder)`: `folder/images/` 와 `folder/masks/` 의 같은 이름(stem) 파일을
+  짝짓고 **원래 해상도 그대로** 읽습니다 (`NativeData`: 크기가 제각각인 이미지의 목록). 마스크는
+  0/255 또는 0/1 두 값이어야 하고 (Pytorch-UNet 사용자들이 가장 많이 겪는 '전부 검은 예측'의 원인이
+  0/255 마스크를 0/1 로 착각한 것이라 둘 다 받음), 다른 값이 있으면 파일 이름을 대며 한 줄 오류.
+  선택: `folder/fov/` 의 시야(field of view) 마스크 (망막 사진의 둥근 안쪽 = 값 > 0, 같은 이름 또는
+  `<이름>_mask`, `<이름>_fov`): 지표는 시야 안의 픽셀로만 계산합니다.
+  짝이 없거나 크기가 다르면 파일 이름을 대며 한 줄 오류.
 - `load_oxford_pets(root, split, size, download)`: torchvision 의 `OxfordIIITPet` 로 공식
   trainval/test 목록을 읽고, 삼분 지도(trimap: 1 = 동물, 2 = 배경, 3 = 경계)를
   동물(1, 3) 대 배경(2)의 두 클래스로 바꿉니다. 깨진 파일은 건너뛰고 몇 개인지 알려 줍니다.
@@ -51,6 +54,28 @@ class SegmentationData:
         index = torch.as_tensor(index)
         names = [self.names[i] for i in index.tolist()]
         return SegmentationData(self.images[index], self.masks[index], names)
+
+
+@dataclass
+class NativeData:
+    """원래 해상도의 사진들 (크기가 제각각이라 텐서 하나로 쌓지 않고 목록으로).
+
+    images[i] (3, H_i, W_i) uint8, masks[i] (1, H_i, W_i) uint8 ∈ {0, 1},
+    fov[i] (1, H_i, W_i) bool: 지표를 잴 영역 (시야 마스크가 없으면 전부 True).
+    """
+
+    images: list[torch.Tensor]
+    masks: list[torch.Tensor]
+    fov: list[torch.Tensor]
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index) -> NativeData:
+        index = torch.as_tensor(index).tolist()
+        return NativeData([self.images[i] for i in index], [self.masks[i] for i in index],
+                          [self.fov[i] for i in index], [self.names[i] for i in index])
 
 
 # ---------------------------------------------------------------------------
@@ -171,22 +196,37 @@ def read_rgb(path: Path) -> Image.Image:
         raise UserError(f"이미지 {path} 를 읽을 수 없습니다 ({str(error)[:120]}).") from None
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """마스크 파일 → (H, W) bool. 값 > 0 이 전경이라 0/1 과 0/255 마스크가 모두 맞게 읽힙니다.
+BINARY_VALUE_SETS = ({0, 1}, {0, 255}, {0, 65535})  # 허용하는 마스크 값: 0/1, 0/255, 16비트 0/65535
 
-    팔레트(GIF, 'P' 모드 PNG)는 색 번호(index) 그대로 읽습니다 (0 번 = 배경). JPEG 는 손실 압축이라
-    검은 배경에도 1~3 정도의 잡음이 생기므로 '> 0' 대신 최댓값의 절반으로 자릅니다.
+
+def read_mask(path: Path, strict: bool = True) -> np.ndarray:
+    """마스크 파일 → (H, W) bool. 0/1 과 0/255 마스크가 모두 맞게 읽힙니다 (값 > 0 = 전경).
+
+    strict: 두 값(0/1, 0/255)이 아닌 마스크는 파일 이름과 값을 대며 UserError — 다중 클래스 지도나
+    부드럽게 줄인(안티에일리어싱) 마스크를 '> 0' 으로 읽으면 전경이 조용히 부풀기 때문입니다.
+    팔레트(GIF, 'P' 모드 PNG)는 색 번호(index)로 읽어 번호가 둘 이하인지 봅니다 (0 번 = 배경).
+    JPEG 는 손실 압축이라 검은 배경에도 1~3 정도의 잡음이 생기므로 값 검사 없이 최댓값의 절반으로 자릅니다.
     """
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
+            mode = image.mode
+            if mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
                 image = image.convert("L")
             values = np.asarray(image)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise UserError(f"마스크 {path} 를 읽을 수 없습니다 ({str(error)[:120]}).") from None
     if Path(path).suffix.lower() in LOSSY_SUFFIXES:
         return values > values.max() / 2 if values.max() > 0 else values > 0
+    if strict and values.dtype != bool:
+        present = set(np.unique(values).tolist())
+        binary = (len(present) <= 2 if mode == "P"
+                  else any(present <= allowed for allowed in BINARY_VALUE_SETS))
+        if not binary:
+            odd = sorted(present - {0, 1, 255})[:4]
+            raise UserError(f"마스크 {path} 에 0/255(또는 0/1)가 아닌 값이 있습니다 (예: {odd}, "
+                            f"값 {len(present)}가지): 전경 = 255(또는 1), 배경 = 0 인 두 값 마스크로 "
+                            "저장하세요.")
     return values > 0
 
 
@@ -238,20 +278,45 @@ def pair_files(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def load_mask_folder(folder: Path, size: int) -> SegmentationData:
-    """`folder/images/*` 와 `folder/masks/*` 를 짝지어 size×size 로 읽습니다 (크기가 제각각이어도 됨).
+FOV_FOLDER = "fov"  # 선택: 시야(field of view) 마스크 폴더 이름 (DRIVE 의 'mask/' 를 이 이름으로)
+FOV_NAME_SUFFIXES = ("", "_mask", "_fov")  # image 'x.jpg' 의 시야 마스크: 'x.*', 'x_mask.*', 'x_fov.*'
 
-    마스크가 이미지와 크기가 다르면(다른 파일을 짝지었거나 잘린 것) 이름과 두 크기를 대며 UserError.
+
+def _fov_for(folder: Path, image_path: Path, shape: tuple[int, int]) -> torch.Tensor:
+    """시야 마스크 (1, H, W) bool. fov/ 폴더가 없으면 전부 True; 짝이 없거나 크기가 다르면 UserError."""
+    fov_dir = folder / FOV_FOLDER
+    if not fov_dir.is_dir():
+        return torch.ones(1, *shape, dtype=torch.bool)
+    files = sorted(p for p in fov_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    candidates = [p for suffix in FOV_NAME_SUFFIXES for p in files if p.stem == image_path.stem + suffix]
+    if not candidates:
+        raise UserError(f"이미지 {image_path} 의 시야 마스크가 {fov_dir} 에 없습니다 ({image_path.stem}.png "
+                        f"처럼 같은 이름; 시야 마스크를 쓰지 않으려면 {fov_dir} 폴더를 치우세요).")
+    fov = read_mask(candidates[0], strict=False)
+    if fov.shape != shape:
+        raise UserError(f"시야 마스크 {candidates[0]} 의 크기 {fov.shape[1]}x{fov.shape[0]} 가 이미지 "
+                        f"{image_path} 의 크기 {shape[1]}x{shape[0]} 와 다릅니다.")
+    return torch.from_numpy(fov)[None]
+
+
+def load_mask_folder(folder: Path) -> NativeData:
+    """`folder/images/*` 와 `folder/masks/*` 를 짝지어 원래 크기 그대로 읽습니다 (+ 선택 `folder/fov/*`).
+
+    학습 전에 모든 파일을 확인합니다: 마스크가 이미지와 크기가 다르면(다른 파일을 짝지었거나 잘린 것),
+    두 값(0/255, 0/1)이 아닌 마스크, 짝 없는 이미지 — 모두 파일 이름을 대며 UserError.
     """
-    pairs, names = [], []
+    folder = Path(folder)
+    images, masks, fovs, names = [], [], [], []
     for image_path, mask_path in pair_files(folder):
         image, mask = read_rgb(image_path), read_mask(mask_path)
         if mask.shape != (image.height, image.width):
             raise UserError(f"마스크 {mask_path} 의 크기 {mask.shape[1]}x{mask.shape[0]} 가 이미지 "
                             f"{image_path} 의 크기 {image.width}x{image.height} 와 다릅니다.")
-        pairs.append(_resize_pair(image, mask, size))
+        images.append(torch.from_numpy(np.asarray(image).transpose(2, 0, 1).copy()))  # (3, H, W) uint8
+        masks.append(torch.from_numpy(mask.astype(np.uint8))[None])  # (1, H, W) ∈ {0, 1}
+        fovs.append(_fov_for(folder, image_path, mask.shape))
         names.append(image_path.name)
-    return _stack(pairs, names)
+    return NativeData(images, masks, fovs, names)
 
 
 # ---------------------------------------------------------------------------
@@ -295,7 +360,7 @@ FOLDER_TEST_FRACTION = 0.15  # 내 폴더: 시험용으로 떼는 비율 (나머
 OFFLINE_NAME = "procedural shapes (offline)"
 
 
-def _split(data: SegmentationData, fraction: float, seed: int) -> tuple[SegmentationData, SegmentationData]:
+def _split(data, fraction: float, seed: int) -> tuple:
     """seed 로 고정한 순서로 섞어 (나머지, 떼어 낸 fraction) 로 나눕니다. 전역 난수는 쓰지 않음."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     cut = max(1, round(len(data) * fraction))
@@ -305,6 +370,9 @@ def _split(data: SegmentationData, fraction: float, seed: int) -> tuple[Segmenta
 def load_segmentation_data(mode: str, data_dir: Path, *, smoke: bool, size: int, seed: int,
                            sizes: tuple[int, int, int], val_fraction: float) -> tuple:
     """(train, val, test, 데이터 이름). 찾는 순서: `data_dir/images`+`masks` → Oxford-IIIT Pet → 도형.
+
+    내 폴더는 원래 해상도의 `NativeData` (이미지 단위로 시드 고정 분할: 시험 15%, 나머지에서 검증),
+    Pet 과 도형은 size×size 로 맞춘 `SegmentationData` 입니다.
 
     --data real 인데 둘 다 없으면 어디에 무엇을 두어야 하는지 말하는 UserError.
     """
@@ -317,13 +385,14 @@ def load_segmentation_data(mode: str, data_dir: Path, *, smoke: bool, size: int,
                 missing = "masks" if (data_dir / "images").is_dir() else "images"
                 raise UserError(f"{data_dir} 에 {missing}/ 폴더가 없습니다: 내 데이터는 "
                                 f"{data_dir}/images/ 와 {data_dir}/masks/ 에 같은 이름으로 두세요.")
-            data = load_mask_folder(data_dir, size)
+            data = load_mask_folder(data_dir)  # 원래 해상도 (크기를 바꾸지 않음)
             if len(data) < 3:
                 raise UserError(f"{data_dir} 의 이미지-마스크 쌍이 {len(data)}개뿐입니다: 학습·검증·시험에 "
                                 "최소 3쌍이 필요합니다.")
             rest, test = _split(data, FOLDER_TEST_FRACTION, seed)
             train, val = _split(rest, val_fraction, seed + 1)
-            return train, val, test, f"mask folder {data_dir} (real)"
+            fov = " + fov" if (data_dir / FOV_FOLDER).is_dir() else ""
+            return train, val, test, f"mask folder {data_dir}{fov} (real, native resolution)"
         pets = _load_pets(data_dir, size, try_download)
         if isinstance(pets, tuple):
             (trainval, skipped_trainval), (test, skipped_test) = pets
