@@ -289,21 +289,28 @@ def test_bad_label_folder_is_one_line_exit_2(tmp_path):
 
 # --- 학습 확인과 --predict -------------------------------------------------------------------
 @pytest.mark.slow
-def test_short_run_beats_untrained_model_and_predicts(tmp_path):
+def test_short_run_beats_untrained_model_and_predicts(tmp_path, capsys):
     """짧은 학습(1,500장 × 4 epoch)의 시험 mAP@0.5 가 학습하지 않은 모델보다 0.3 이상 높아야 합니다.
 
     학습하지 않은 모델은 0.05 미만 (무작위 상자). 같은 설정의 전체 학습은 epoch 1 에서 이미 검증 mAP@0.5
     0.75 를 넘으므로(16,000장 기준) 0.3 은 넉넉한 여유이면서, 손실이나 해독이 깨지면 넘을 수 없는 선입니다.
+    '조용한 실패' 경고는 학습하지 않은 모델에는 뜨고, 학습한 모델의 실행 끝에는 뜨지 않아야 합니다.
     """
     torch.manual_seed(0)
     config = ch06.Config(data="offline", device="cpu", out_dir=str(tmp_path), train_size=1500, val_size=200,
-                         test_size=200, epochs=4)
+                         test_size=200, epochs=4, image_size=64)
     untrained = ch06.build_model(5, 2, config.width, 64)
     test_set = make_shapes(200, seed=20240601)
     baseline = ch06.evaluate(untrained, test_set, config, torch.device("cpu"))["map50"]
+    _, detections = ch06.predict_batches(untrained, test_set, 64, torch.device("cpu"))
+    untrained_metrics = {"test_map50": baseline, "test_boxes": int((test_set.labels >= 0).sum())}
+    warning = ch06.silent_failure_warning(untrained_metrics, detections, config, epochs=4)
+    assert warning is not None and warning.startswith("경고:") and "--epochs" in warning
+    assert "\n" not in warning
     metrics = ch06.main(config)
     assert baseline < 0.05
     assert metrics["test_map50"] > baseline + 0.3, (baseline, metrics)
+    assert "경고:" not in capsys.readouterr().out
     assert math.isfinite(metrics["train_map50"])
     for name in ("grid_target.png", "history.png", "pr_curves.png", "detections.png", "ap_interpolation.png"):
         assert (tmp_path / name).stat().st_size > 1000
@@ -318,3 +325,142 @@ def test_short_run_beats_untrained_model_and_predicts(tmp_path):
     for bad in (tmp_path / "missing.jpg", tmp_path, tmp_path / "history.csv"):
         with pytest.raises(UserError):
             ch06.predict(ch06.Config(predict=str(bad), out_dir=str(tmp_path), device="cpu"), cpu)
+
+
+# --- 사진 폴더: 증강, 예산, 실패 경고, 잘못된 라벨 -----------------------------------------------
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]  # 클래스마다 한 색 (RGB)
+
+
+def write_photo_folder(root, count=8, size=64, seed=0):
+    """YOLO 폴더 (PNG, 분할 없음): 사진마다 클래스 색으로 꽉 찬 사각형 하나. 상자 = 사각형의 픽셀."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("red\ngreen\nblue\nyellow\n")
+    for index in range(count):
+        label = index % len(COLOURS)
+        w, h = rng.integers(size // 4, size // 2, 2)
+        x1, y1 = rng.integers(0, size - w), rng.integers(0, size - h)
+        image = np.full((size, size, 3), 128, np.uint8)
+        image[y1:y1 + h, x1:x1 + w] = COLOURS[label]
+        cv2.imwrite(str(root / "images" / f"{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        cx, cy = (x1 + w / 2) / size, (y1 + h / 2) / size
+        (root / "labels" / f"{index}.txt").write_text(f"{label} {cx} {cy} {w / size} {h / size}\n")
+    return root
+
+
+@pytest.mark.parametrize("mosaic", [0.0, 1.0])
+def test_photo_augmentation_keeps_boxes_on_their_rectangles(tmp_path, mosaic):
+    """모자이크·배율·이동·뒤집기 뒤에도 상자 = 그 색 사각형의 픽셀 범위 (±1.5 px), 상자 안은 그 색.
+
+    색을 지키려고 HSV 는 끕니다 (HSV 는 아래 시험). 한 장에 같은 색이 둘일 수 있어(모자이크) 상자를 3 px
+    넓힌 창 안의 픽셀만 봅니다.
+    """
+    from utils.data.detection import random_photo_batch
+
+    sets, _ = read_yolo_folder(write_photo_folder(tmp_path / "photos"), 64)
+    data = sets["all"]
+    generator = torch.Generator().manual_seed(0)
+    checked = 0
+    for _ in range(4):
+        images, boxes, labels = random_photo_batch(data, torch.arange(len(data)), generator, mosaic=mosaic,
+                                                   hsv=(0.0, 0.0, 0.0))
+        assert images.shape == (len(data), 3, 64, 64) and 0 <= images.min() and images.max() <= 1
+        for n in range(len(data)):
+            pixels = (images[n].permute(1, 2, 0).numpy() * 255).astype(int)  # (H, W, 3)
+            for box, label in zip(boxes[n][labels[n] >= 0].tolist(), labels[n][labels[n] >= 0].tolist()):
+                colour = np.abs(pixels - np.array(COLOURS[label])).max(-1) < 60  # (H, W) 그 색인 픽셀
+                x1, y1, x2, y2 = box
+                window = np.zeros_like(colour)
+                rows = slice(max(int(y1) - 3, 0), int(np.ceil(y2)) + 3)
+                window[rows, max(int(x1) - 3, 0): int(np.ceil(x2)) + 3] = True
+                ys, xs = np.nonzero(colour & window)
+                assert len(xs), (n, box)
+                found = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                assert found == pytest.approx(box, abs=1.5), (n, label, box, found)
+                checked += 1
+    assert checked > (40 if mosaic else 20)  # 모자이크면 한 장에 상자가 여럿
+
+
+def test_hsv_matrices_identity_grey_and_brightness():
+    from utils.data.detection import LUMA, hsv_matrices
+
+    rgb = torch.tensor([0.8, 0.3, 0.1])
+    gains = torch.tensor([[0.0, 1, 1], [0, 0, 1], [0, 1, 0.5], [0.25, 1, 1]])  # (색상 바퀴, 채도, 명도)
+    identity, grey, darker, hue = hsv_matrices(gains)
+    assert torch.allclose(identity, torch.eye(3), atol=1e-6)
+    luma = float(torch.tensor(LUMA) @ rgb)
+    assert torch.allclose(grey @ rgb, torch.full((3,), luma), atol=1e-6)  # 채도 0 = 회색, 밝기는 그대로
+    assert torch.allclose(darker @ rgb, rgb / 2, atol=1e-6)
+    assert float(torch.tensor(LUMA) @ (hue @ rgb)) == pytest.approx(luma, abs=1e-5)  # 색상만 돌림
+    assert not torch.allclose(hue @ rgb, rgb, atol=0.05)
+
+
+def test_budget_by_images_on_a_small_folder(tmp_path, capsys):
+    """사진 폴더: 자동 설정(256 px, 배치 16, 강한 증강, EMA)과 '본 이미지 수' 예산 → epoch 수."""
+    root = write_photo_folder(tmp_path / "photos", count=12)
+    config = ch06.choose_recipe(ch06.Config(data_dir=str(root), device="cpu", out_dir=str(tmp_path),
+                                            max_images=100))
+    assert (config.image_size, config.grid_stride, config.batch_size) == (256, 32, 16)
+    assert config.augment == "photo" and config.ema_decay > 0
+    data = ch06.prepare_data(config, tmp_path)
+    train_count = len(data.train)
+    model = ch06.build_model(4, 2, config.width, config.image_size, config.grid_stride)
+    cpu = torch.device("cpu")
+    assert ch06.plan_epochs(config, data, model, cpu) == math.ceil(100 / train_count)
+    assert f"{train_count}장 × {math.ceil(100 / train_count)}바퀴" in capsys.readouterr().out
+    # 걸음 수 기준(도형 기본값의 3,000 걸음 × 배치 16)이 시간 상한보다 작으면 그쪽
+    big = ch06.dataclasses.replace(config, max_images=10**9)
+    assert ch06.plan_epochs(big, data, model, cpu) == math.ceil(ch06.OFFLINE_STEPS * 16 / train_count)
+    # --epochs 를 주면 그 값, 도형은 늘 --epochs
+    assert ch06.plan_epochs(ch06.dataclasses.replace(config, epochs=5), data, model, cpu) == 5
+    shapes = ch06.choose_recipe(ch06.Config(data="offline", device="cpu", out_dir=str(tmp_path)))
+    assert (shapes.image_size, shapes.grid_stride, shapes.augment, shapes.ema_decay) == (64, 8, "off", 0.0)
+
+
+@pytest.mark.parametrize("case", ["yolo-class", "yolo-outside", "voc-outside"])
+def test_bad_labels_stop_before_training(tmp_path, capsys, case):
+    """클래스 번호가 classes.txt 밖, 정규화 상자가 0~1 밖, VOC 상자가 이미지 밖
+    → 학습 전에 파일 이름을 말하는 한 줄, 종료 코드 2."""
+    if case.startswith("yolo"):
+        root = write_photo_folder(tmp_path / "photos", count=4)
+        bad = root / "labels" / "2.txt"
+        bad.write_text("7 0.5 0.5 0.2 0.2\n" if case == "yolo-class" else "0 0.9 0.5 0.4 0.2\n")
+    else:
+        root = tmp_path / "voc"
+        (root / "JPEGImages").mkdir(parents=True)
+        (root / "Annotations").mkdir()
+        for index in range(4):
+            write_jpeg(root / "JPEGImages" / f"{index}.jpg", 100, 80, (10, 10, 40, 50))
+            xmax = 140 if index == 2 else 40  # 2.xml: 너비 100 인 이미지에 xmax 140
+            (root / "Annotations" / f"{index}.xml").write_text(
+                f"<annotation><filename>{index}.jpg</filename><object><name>cat</name><bndbox><xmin>11</xmin>"
+                f"<ymin>11</ymin><xmax>{xmax}</xmax><ymax>50</ymax></bndbox></object></annotation>")
+        bad = root / "Annotations" / "2.xml"
+    out_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        ch06.run(ch06.main, ch06.Config, argv=["--data", "real", "--data-dir", str(root), "--device", "cpu",
+                                              "--out-dir", str(out_dir)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and str(bad) in lines[0], lines
+    assert not (out_dir / "last.pt").exists()  # 학습 전에 멈춤
+
+
+def test_photo_folder_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    """사진 증강(모자이크 등)의 난수도 체크포인트에 들어가므로, epoch 2 에서 Ctrl+C → --resume 한 결과가
+    끊지 않은 실행과 같아야 합니다 (EMA 가중치도 last.pt 에서 되살아나야 같음)."""
+    root = write_photo_folder(tmp_path / "photos", count=12)
+    flags = ["--data-dir", str(root), "--device", "cpu", "--image-size", "64", "--epochs", "3",
+             "--batch-size", "4"]
+
+    def run_chapter(out_dir, *extra):
+        ch06.run(ch06.main, ch06.Config, argv=[*flags, "--out-dir", str(out_dir), *extra])
+        return json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+
+    expected = run_chapter(tmp_path / "straight")
+    monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 2:1")
+    with pytest.raises(SystemExit) as exit_info:
+        run_chapter(tmp_path / "stopped")
+    assert exit_info.value.code == 130
+    monkeypatch.delenv("TUTORIAL_SIGINT_AT")
+    assert run_chapter(tmp_path / "stopped", "--resume") == expected

@@ -18,11 +18,15 @@
       데이터일 뿐 코드가 아닙니다). ImageSets/Main/{train,val}.txt 가 있으면 그 분할을 씁니다.
     - 절차적 도형: 5 종류 도형 1~5개, 무늬와 잡음이 있는 배경, 일부 겹침, 픽셀 단위로 정확한 상자.
 
+사진 폴더의 학습 증강(augmentation, `random_photo_batch`): 모자이크(mosaic) → 무작위 배율·이동·좌우
+뒤집기 → HSV 흔들기. 상자는 픽셀과 똑같은 변환을 거칩니다 (tests/test_ch06.py 가 그린 사각형으로 확인).
+
 잘못된 라벨 줄(필드 수, 클래스 번호, 이미지 밖 상자)은 파일과 줄 번호를 말하는 한 줄 UserError.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -471,6 +475,19 @@ def split_set(data: DetectionSet, fraction: float, seed: int) -> tuple[Detection
     return data.subset(order[count:]), data.subset(order[:count])
 
 
+def folder_kind(mode: str, data_dir: str | Path, smoke: bool) -> str | None:
+    """이번 실행이 읽을 실제 폴더의 형식: "YOLO", "Pascal VOC", 또는 None (도형을 씀).
+
+    06장은 데이터를 읽기 전에 이것으로 입력 크기 등 '사진 폴더용 설정'을 고릅니다.
+    """
+    root = Path(data_dir)
+    if mode == "offline" or smoke:
+        return None
+    if is_yolo_folder(root):
+        return "YOLO"
+    return "Pascal VOC" if is_voc_folder(root) else None
+
+
 def load_detection_data(mode: str, data_dir: str, smoke: bool, seed: int, *, image_size: int,
                         grid_size: int, val_fraction: float, train_size: int, val_size: int,
                         test_size: int) -> DetectionData:
@@ -481,8 +498,8 @@ def load_detection_data(mode: str, data_dir: str, smoke: bool, seed: int, *, ima
     시드로 학습/검증/시험을 나눕니다.
     """
     root = Path(data_dir)
-    if mode != "offline" and not smoke and (is_yolo_folder(root) or is_voc_folder(root)):
-        kind = "YOLO" if is_yolo_folder(root) else "Pascal VOC"
+    kind = folder_kind(mode, root, smoke)
+    if kind is not None:
         sets, classes = (read_yolo_folder if kind == "YOLO" else read_voc_folder)(root, image_size)
         if "train" in sets:
             train, val = split_set(sets["train"], val_fraction, seed)
@@ -511,3 +528,124 @@ def load_detection_data(mode: str, data_dir: str, smoke: bool, seed: int, *, ima
     # 세 세트의 시드가 달라 같은 이미지가 겹치지 않습니다. 시험 세트는 --seed 와 상관없이 고정.
     return DetectionData(make(train_size, seed), make(val_size, seed + 1_000_003), make(test_size, TEST_SEED),
                          list(SHAPE_CLASSES), "procedural shapes (offline)")
+
+
+# ---------------------------------------------------------------------------
+# 사진 폴더의 학습 증강: 모자이크 → 배율·이동·뒤집기 → HSV (모두 torch.Generator 하나에서 뽑음)
+# ---------------------------------------------------------------------------
+MOSAIC_PROBABILITY = 0.5  # 배치의 이 비율을 모자이크로: 물체 넷이 한 장에, 잘린 물체와 낯선 배경을 봄
+SCALE_RANGE = (0.5, 1.5)  # 무작위 배율: 물체가 반에서 1.5배 크기로 (YOLOv5 의 scale=0.5)
+TRANSLATE = 0.1  # 무작위 이동: 한 변의 ±10% (YOLOv5 의 translate=0.1)
+HSV_GAINS = (0.015, 0.7, 0.4)  # 색상(hue) ±1.5% 바퀴, 채도(saturation) ×(1±0.7), 명도(value) ×(1±0.4): YOLOv5
+MIN_VISIBLE = 0.25  # 변환 뒤 원래 넓이의 이 비율보다 적게 보이는 상자는 버림 (거의 잘려 나간 물체)
+MIN_BOX_PIXELS = 2.0  # 변환 뒤 너비나 높이가 이보다 작은 상자도 버림 (픽셀)
+LUMA = (0.299, 0.587, 0.114)  # 밝기(Y) = 0.299R + 0.587G + 0.114B (ITU-R BT.601)
+
+
+def _paste(canvas: np.ndarray, image: np.ndarray, left: int, top: int) -> None:
+    """canvas (H, W, 3) 의 (left, top) 에 image (h, w, 3) 를 붙입니다. 캔버스 밖으로 나간 부분은 버림."""
+    height, width = canvas.shape[:2]
+    x1, y1 = max(left, 0), max(top, 0)
+    x2, y2 = min(left + image.shape[1], width), min(top + image.shape[0], height)
+    if x2 > x1 and y2 > y1:
+        canvas[y1:y2, x1:x2] = image[y1 - top: y2 - top, x1 - left: x2 - left]
+
+
+def hsv_matrices(gains: torch.Tensor) -> torch.Tensor:
+    """(N, 3) 의 (색상 회전 [바퀴], 채도 배율, 명도 배율) → RGB 에 곱할 (N, 3, 3) 행렬.
+
+    HSV 로 바꿨다 되돌리는 대신 같은 효과를 선형 변환 하나로 냅니다 (배치 전체가 행렬곱 한 번):
+      명도 ×v                : 모든 채널에 v 를 곱함
+      채도 ×s                : 회색(밝기 Y) 쪽으로 섞기  s·RGB + (1 − s)·Y
+      색상 +h 바퀴           : YIQ 공간에서 색 평면(I, Q)을 각도 2πh 만큼 회전 (밝기 Y 는 그대로)
+    """
+    count = len(gains)
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    angle = 2 * math.pi * gains[:, 0]
+    rotation = torch.zeros(count, 3, 3)
+    rotation[:, 0, 0] = 1.0
+    rotation[:, 1, 1], rotation[:, 1, 2] = angle.cos(), -angle.sin()
+    rotation[:, 2, 1], rotation[:, 2, 2] = angle.sin(), angle.cos()
+    hue = torch.linalg.inv(to_yiq) @ rotation @ to_yiq  # (N, 3, 3)
+    grey = torch.tensor(LUMA).expand(3, 3)  # 행마다 같은 밝기 가중치: 곱하면 (Y, Y, Y)
+    saturation = gains[:, 1, None, None] * torch.eye(3) + (1 - gains[:, 1, None, None]) * grey
+    return gains[:, 2, None, None] * saturation @ hue
+
+
+def random_photo_batch(data: DetectionSet, index: torch.Tensor, generator: torch.Generator, *,
+                       mosaic: float = MOSAIC_PROBABILITY, scale: tuple[float, float] = SCALE_RANGE,
+                       translate: float = TRANSLATE, flip: bool = True,
+                       hsv: tuple[float, float, float] = HSV_GAINS):
+    """학습 배치 하나를 증강 → (images (N, 3, S, S) float 0~1, boxes (N, M', 4) 픽셀 xyxy, labels (N, M')).
+
+    data.images 는 레터박스한 uint8 (S×S). 이미지마다:
+      1) 2S×2S 캔버스(회색)를 만들고, 확률 `mosaic` 로 네 장(자기 + 무작위 셋)을 무작위 중심 (xc, yc) 둘레의
+         네 칸에 붙임(모자이크, YOLOv4). 아니면 자기 한 장을 캔버스 가운데에.
+      2) 캔버스 가운데를 중심으로 배율 s ∈ scale, 이동 t ∈ ±translate·S, 좌우 뒤집기를 한 S×S 창을 잘라 냄:
+             출력 q = (p − C)·s + S/2 + t,   C = (S, S) 캔버스 가운데, 뒤집으면 q_x → S − q_x
+         픽셀은 cv2.warpAffine 이 역변환 자리를 쌍선형 보간으로 읽고(uint8 그대로라 빠름), 상자는 같은 식.
+      3) 창 밖으로 잘린 상자는 자르고, 원래 넓이의 MIN_VISIBLE 보다 적게 남거나 MIN_BOX_PIXELS 보다
+         얇아진 상자는 버림. 4) HSV 흔들기 (`hsv_matrices`).
+    난수는 모두 `generator` 에서 정해진 순서로 뽑으므로 그 상태만 저장하면 이어하기가 같아집니다.
+    """
+    count, size = len(index), data.images.shape[-1]
+    # 난수: 값과 상관없이 늘 같은 개수를 같은 순서로 뽑음
+    use_mosaic = torch.rand(count, generator=generator) < mosaic
+    partners = torch.randint(len(data), (count, 3), generator=generator)
+    centres = size / 2 + torch.rand(count, 2, generator=generator) * size  # 모자이크 중심: [S/2, 3S/2]
+    scales = scale[0] + torch.rand(count, generator=generator) * (scale[1] - scale[0])
+    shifts = (torch.rand(count, 2, generator=generator) * 2 - 1) * translate * size
+    flips = (torch.rand(count, generator=generator) < 0.5) & flip
+    gains = torch.rand(count, 3, generator=generator) * 2 - 1  # −1~1 → 아래에서 범위로
+    gains = torch.stack([gains[:, 0] * hsv[0], 1 + gains[:, 1] * hsv[1], 1 + gains[:, 2] * hsv[2]], -1)
+
+    canvas = np.empty((2 * size, 2 * size, 3), dtype=np.uint8)  # (H, W, C): OpenCV 의 배치
+    centre = float(size)  # C = 캔버스 가운데 (x, y 같음)
+    images = np.empty((count, size, size, 3), dtype=np.uint8)
+    kept_boxes, kept_labels = [], []
+    for n in range(count):  # 배치 크기만큼의 짧은 반복
+        # 1) 캔버스에 붙이기
+        canvas[:] = LETTERBOX_FILL
+        if use_mosaic[n]:
+            xc, yc = (int(v) for v in centres[n])
+            sources = [int(index[n]), *partners[n].tolist()]
+            corners = [(xc - size, yc - size), (xc, yc - size), (xc - size, yc), (xc, yc)]  # ↖ ↗ ↙ ↘
+        else:
+            sources, corners = [int(index[n])], [(size // 2, size // 2)]
+        box_parts, label_parts = [], []
+        for source, (left, top) in zip(sources, corners):
+            _paste(canvas, data.images[source].permute(1, 2, 0).numpy(), left, top)
+            valid = data.labels[source] >= 0
+            offset = torch.tensor([left, top, left, top], dtype=torch.float32)
+            box_parts.append(data.boxes[source][valid] + offset)
+            label_parts.append(data.labels[source][valid])
+        boxes, labels = torch.cat(box_parts), torch.cat(label_parts)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # 붙이기 전의 넓이
+        boxes = boxes.clamp(0, 2 * size)  # 캔버스 밖으로 나간 부분은 픽셀과 함께 잘림 (모자이크)
+
+        # 2) 배율·이동·뒤집기: q = a·p + b (가로 a = ±s, 세로 s). 픽셀은 cv2.warpAffine 이 역변환 자리를 읽음
+        s = float(scales[n])
+        a = -s if flips[n] else s
+        bx = size / 2 + float(shifts[n, 0]) - s * centre  # 뒤집지 않을 때의 가로 b
+        bx = size - bx if flips[n] else bx  # 뒤집으면 q_x → S − q_x
+        by = size / 2 + float(shifts[n, 1]) - s * centre
+        # 위 식은 연속 좌표(픽셀 i 의 중심 = i + 0.5); OpenCV 는 픽셀 번호 좌표(중심 = i)라 0.5 씩 옮김
+        matrix = np.array([[a, 0, bx + 0.5 * a - 0.5], [0, s, by + 0.5 * s - 0.5]], dtype=np.float64)
+        images[n] = cv2.warpAffine(canvas, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=(LETTERBOX_FILL,) * 3)
+        x1, x2 = a * boxes[:, 0] + bx, a * boxes[:, 2] + bx  # 뒤집으면 x1 과 x2 가 자리를 바꿈
+        boxes = torch.stack([torch.minimum(x1, x2), s * boxes[:, 1] + by,
+                             torch.maximum(x1, x2), s * boxes[:, 3] + by], -1)
+
+        # 3) 창 밖으로 나간 부분은 자르고, 너무 잘리거나 얇아진 상자는 버림
+        area = area * s * s  # 변환 뒤에 온전히 보였다면의 넓이
+        clipped = boxes.clamp(0, size)
+        width, height = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+        keep = (width >= MIN_BOX_PIXELS) & (height >= MIN_BOX_PIXELS) & (width * height >= MIN_VISIBLE * area)
+        kept_boxes.append(clipped[keep].numpy())
+        kept_labels.append(labels[keep].numpy())
+
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255  # (N,H,W,C) → (N,C,H,W), 0~1
+    images = torch.einsum("nij,njhw->nihw", hsv_matrices(gains), images).clamp(0, 1)  # 4) HSV
+    boxes, labels = pad_targets(kept_boxes, kept_labels)
+    return images, boxes, labels
