@@ -379,7 +379,31 @@ def test_photo_augmentation_keeps_boxes_on_their_rectangles(tmp_path, mosaic):
                 found = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
                 assert found == pytest.approx(box, abs=1.5), (n, label, box, found)
                 checked += 1
-    assert checked > (40 if mosaic else 20)  # 모자이크면 한 장에 상자가 여럿
+    # 배율 0.5~1.5, 이동 ±10% 에서는 상자 대부분이 남아야 함 (모자이크면 한 장에 여럿). 엉뚱한 곳으로 간
+    # 상자는 창 밖으로 나가 버려지므로, 이 개수가 그런 잘못을 잡습니다.
+    assert checked >= (48 if mosaic else 26), checked
+
+
+def test_photo_augmentation_without_scale_is_the_image_or_its_mirror(tmp_path):
+    """배율 1, 이동 0, 모자이크·HSV 없음: 픽셀 중심 좌표(0.5)까지 맞으면 결과가 원본이나 좌우 거울상과
+    정확히 같음."""
+    from utils.data.detection import random_photo_batch
+
+    data = read_yolo_folder(write_photo_folder(tmp_path / "photos"), 64)[0]["all"]
+    generator = torch.Generator().manual_seed(1)
+    images, boxes, _ = random_photo_batch(data, torch.arange(len(data)), generator, mosaic=0.0,
+                                          scale=(1.0, 1.0), translate=0.0, hsv=(0.0, 0.0, 0.0))
+    restored = (images * 255).round().to(torch.uint8)
+    mirrored = 0
+    for n in range(len(data)):
+        if torch.equal(restored[n], data.images[n].flip(-1)):
+            mirrored += 1
+            x1, y1, x2, y2 = data.boxes[n, 0].tolist()
+            assert boxes[n, 0].tolist() == pytest.approx([64 - x2, y1, 64 - x1, y2], abs=1e-4)
+        else:
+            assert torch.equal(restored[n], data.images[n])
+            assert boxes[n, 0].tolist() == pytest.approx(data.boxes[n, 0].tolist(), abs=1e-4)
+    assert 0 < mirrored < len(data)
 
 
 def test_hsv_matrices_identity_grey_and_brightness():
@@ -397,11 +421,11 @@ def test_hsv_matrices_identity_grey_and_brightness():
 
 
 def test_budget_by_images_on_a_small_folder(tmp_path, capsys):
-    """사진 폴더: 자동 설정(256 px, 배치 16, 강한 증강, EMA)과 '본 이미지 수' 예산 → epoch 수."""
+    """사진 폴더: 자동 설정(192 px, 배치 16, 강한 증강, EMA)과 '본 이미지 수' 예산 → epoch 수."""
     root = write_photo_folder(tmp_path / "photos", count=12)
     config = ch06.choose_recipe(ch06.Config(data_dir=str(root), device="cpu", out_dir=str(tmp_path),
                                             max_images=100))
-    assert (config.image_size, config.grid_stride, config.batch_size) == (256, 32, 16)
+    assert (config.image_size, config.grid_stride, config.batch_size) == (192, 32, 16)
     assert config.augment == "photo" and config.ema_decay > 0
     data = ch06.prepare_data(config, tmp_path)
     train_count = len(data.train)
@@ -464,3 +488,9 @@ def test_photo_folder_interrupt_then_resume_equals_uninterrupted(tmp_path, monke
     assert exit_info.value.code == 130
     monkeypatch.delenv("TUTORIAL_SIGINT_AT")
     assert run_chapter(tmp_path / "stopped", "--resume") == expected
+    # 시험 숫자는 best.pt(이른 epoch 일 수 있음)에서 나오므로, 마지막 가중치와 EMA 도 비트 하나까지 같아야 함
+    straight, resumed = (torch.load(d / "last.pt", weights_only=True) for d in (tmp_path / "straight",
+                                                                                 tmp_path / "stopped"))
+    assert all(torch.equal(a, b) for a, b in zip(straight["model"].values(), resumed["model"].values()))
+    assert all(torch.equal(a, b) for a, b in zip(straight["extra"]["ema"].values(),
+                                                 resumed["extra"]["ema"].values()))
