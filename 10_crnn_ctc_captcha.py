@@ -140,6 +140,7 @@ PREDICTION_GRID_SIZE = 24  # test_predictions.png 에 그릴 시험 캡차 수
 MAX_ASPECT_CHANGE = 2.0  # --predict: 가로세로 비율이 학습 이미지와 이 배수 넘게 다르면 경고
 PLATEAU_BLANK_FRACTION = 0.99  # 배치의 frame 이 이만큼 빈칸으로 예측되면 '빈칸만 내놓는' 평탄 구간
 PIXEL_SCALE = 255.0  # uint8 → [0, 1]
+TRIVIAL_MARGIN = 0.05  # 시험 시퀀스 정확도가 '늘 같은 라벨' 기준선보다 이만큼(5%p) 높지 않으면 경고
 
 
 # %% [markdown]
@@ -158,8 +159,20 @@ def encode_labels(labels: list[str], alphabet: str) -> tuple[torch.Tensor, torch
 
 
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 1, H, W) → float (B, 1, H, W), 대략 [-1, 1]: 배경(밝음) ≈ 1, 글자(어두움) ≈ -1."""
-    return images.float().div(PIXEL_SCALE).sub(0.5).div(0.5)
+    """uint8 (B, 1, H, W) → float (B, 1, H, W), [-1, 1]: 배경(밝음) = 1 쪽, 글자(어두움) = -1 쪽.
+
+    실제 캡차 폴더는 오프라인 캡차와 다를 수 있습니다: 어두운(투명) 배경에 밝은 글자, 흐린 잉크.
+    이미지마다 두 단계로 모두 같은 모양(밝은 배경, 또렷한 어두운 글자)으로 맞춥니다:
+    1) 극성(polarity): 글자는 면적이 작으므로 중앙값(median) 픽셀 = 배경. 배경이 어두우면 뒤집음.
+    2) 대비 늘이기(contrast stretch): 이미지의 최솟값 → 0, 최댓값 → 1.
+    오프라인 캡차(밝은 배경, 진한 글자)에는 거의 아무것도 바꾸지 않습니다.
+    """
+    x = images.float().div(PIXEL_SCALE)                                  # (B, 1, H, W) ∈ [0, 1]
+    background = x.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)     # (B, 1, 1, 1)
+    x = torch.where(background < 0.5, 1 - x, x)                          # 1) 배경을 밝게
+    low, high = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    x = (x - low) / (high - low).clamp_min(1 / PIXEL_SCALE)              # 2) [0, 1] 을 다 쓰게
+    return x.sub(0.5).div(0.5)
 
 
 def batches(count: int, batch_size: int, generator: torch.Generator | None = None, epoch_images: int = 0):
@@ -545,6 +558,12 @@ def evaluate_test_and_train(model, data: captcha.Captchas, device,
                      max_batches=max_batches)
     print(f"[시험] 시퀀스 정확도 {test['sequence_accuracy']:.3f}, CER {test['cer']:.4f} "
           f"(학습 세트 {train['sequence_accuracy']:.3f})")
+    if max_batches is None:  # 기준선: 학습 세트에 가장 흔한 라벨 하나만 늘 내놓는 '모델'의 시험 정확도
+        most_common = max(set(data.train_labels), key=data.train_labels.count)
+        baseline = data.test_labels.count(most_common) / len(data.test_labels)
+        training.warn_if_trivial("시험 시퀀스 정확도", test["sequence_accuracy"], baseline, TRIVIAL_MARGIN,
+                                 "학습이 빈칸 평탄 구간을 못 벗어났습니다: --min-epoch-images 나 --epochs 를 "
+                                 "늘리거나 --image-height/--image-width 가 글자를 뭉개지 않는지 보세요.")
     return test, train
 
 

@@ -268,3 +268,32 @@ def test_predict_bad_input_is_one_line(mod, trained_dir, tmp_path, capsys, kind)
     assert code == 2
     assert len(out.err.strip().splitlines()) == 1 and out.err.startswith("오류:")
     assert "Traceback" not in out.err
+
+
+def test_model_input_is_the_same_for_light_text_on_dark_and_dim_ink(mod):
+    """실제 캡차(어두운 배경에 흐린 밝은 글자)와 오프라인 캡차(밝은 배경에 진한 글자)가 모델에는 같은 입력.
+
+    같은 글자 모양을 두 방식으로 그려 to_model_input 이 같은 텐서를 내는지, 배경이 +1 쪽인지 봅니다.
+    """
+    strokes = torch.zeros(2, 1, 32, 128)
+    strokes[0, 0, 8:24, 10:14] = 1  # 세로 획
+    strokes[1, 0, 14:18, 30:90] = 1  # 가로 획
+    offline = (235 - strokes * 215).to(torch.uint8)     # 밝은 배경 235, 진한 글자 20
+    real = (8 + strokes * 140).to(torch.uint8)          # 어두운 배경 8, 흐린 글자 148
+    a, b = mod.to_model_input(offline), mod.to_model_input(real)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert a[strokes == 0].min() == 1 and a[strokes == 1].max() == -1
+
+
+@pytest.mark.parametrize("accuracy, warned", [(0.0, True), (0.9, False)])
+def test_untrained_score_ends_with_one_warning_line(mod, monkeypatch, capsys, accuracy, warned):
+    """시험 시퀀스 정확도가 '늘 같은 라벨' 기준선과 같으면(배우지 못함) 경고 한 줄, 배웠으면 없음."""
+    labels = [f"{i:04d}" for i in range(40)]
+    data = Captchas(torch.zeros(40, 1, 32, 128, dtype=torch.uint8), labels, None, None,
+                    torch.zeros(40, 1, 32, 128, dtype=torch.uint8), labels, "0123456789", "test")
+    monkeypatch.setattr(mod, "evaluate", lambda *args, **kwargs: {"sequence_accuracy": accuracy, "cer": 0.5})
+    mod.evaluate_test_and_train(None, data, "cpu", max_batches=None)
+    out = capsys.readouterr().out
+    assert ("경고:" in out) is warned
+    if warned:
+        assert "--min-epoch-images" in out
