@@ -286,12 +286,17 @@ def training_examples(train, config: Config, generator: torch.Generator):
     """이번 epoch 에 배울 예: 같은 크기 데이터는 그대로, 원래 해상도 사진은 새로 뽑은 무작위 패치."""
     if not is_native(train):
         return train
-    return sample_patches(train, config.patches_per_image, patch_size_for(train, config), generator)
+    return sample_patches(train, patches_per_image(train, config), patch_size_for(train, config), generator)
 
 
 def patch_size_for(data: segmentation.NativeData, config: Config) -> int:
     """--patch-size, 단 가장 작은 사진의 짧은 변보다 크지 않게."""
     return min(config.patch_size, *(min(image.shape[-2:]) for image in data.images))
+
+
+def patches_per_image(data: segmentation.NativeData, config: Config) -> int:
+    """--patches-per-image, 단 사진이 아주 많으면 한 바퀴가 예산을 넘지 않게 줄임 (최소 1)."""
+    return max(1, min(config.patches_per_image, config.budget_images // len(data)))
 
 
 def prepare_data(config: Config) -> tuple:
@@ -318,7 +323,8 @@ def plan_training(config: Config, train, val) -> tuple[int, int]:
         return min(config.epochs, 3), len(train)
     if not is_native(train):
         return config.epochs, len(train)
-    per_epoch = len(train) * config.patches_per_image
+    per_image = patches_per_image(train, config)
+    per_epoch = len(train) * per_image
     default = config.epochs == Config.epochs  # --epochs 를 주지 않았으면 예산으로
     epochs = (training.epochs_for_budget(per_epoch, config.budget_images, max_epochs=config.max_epochs)
               if default else config.epochs)
@@ -329,7 +335,7 @@ def plan_training(config: Config, train, val) -> tuple[int, int]:
     # 검증: 바퀴마다 검증 사진 전체를 조각으로 예측 (앞으로만 ≈ 학습 한 걸음의 1/3, 조각 겹침 ≈ 1.6배)
     val_pixels = 1.6 * sum(image[0].numel() for image in val.images)
     per_patch += val_pixels / size**2 * per_patch / 3 / per_epoch
-    print(f"[예산] 사진 {len(train)}장 × 사진당 {config.patches_per_image}패치 = 바퀴마다 {per_epoch:,}패치 "
+    print(f"[예산] 사진 {len(train)}장 × 사진당 {per_image}패치 = 바퀴마다 {per_epoch:,}패치 "
           f"({size}x{size}); " + training.describe_budget(per_epoch, epochs, per_patch, unit="패치")
           + ("" if default else " — --epochs 로 정함"))
     return epochs, per_epoch
@@ -771,12 +777,13 @@ def batches_of(data, batch_size: int, max_batches: int | None):
 
 @torch.no_grad()  # 평가에는 기울기가 필요 없음: 메모리와 시간 절약
 def evaluate(model, data, device, *, mean, std, batch_size: int = 64, dice_weight: float = 1.0,
-             max_batches: int | None = None) -> dict:
+             max_batches: int | None = None, threshold: float = THRESHOLD_LOGIT) -> dict:
     """손실과 지표 dict: loss, iou/dice/pixel_accuracy/sensitivity/specificity/auc (데이터 전체),
     *_per_image (이미지 평균), boundary_iou (윤곽 띠의 데이터 전체 IoU), all_background_images (전경을
     하나도 예측 안 한 이미지 수), images (이미지 수), per_image (이미지마다의 행: 표와 CSV 용).
 
     data: 같은 크기 `SegmentationData` (배치로) 또는 원래 해상도 `NativeData` (한 장씩 조각 예측, 시야 안만).
+    threshold: 로짓이 이보다 크면 전경 (기본 0 ⇔ 확률 0.5; 내 폴더는 검증 사진에서 고른 값).
     """
     model.eval()  # BatchNorm 이 학습 때 모은 이동 평균을 쓰도록 (배치 구성에 따라 결과가 달라지지 않게)
     counts, boundary_counts, histograms, total_loss, seen = [], [], [], 0.0, 0
@@ -785,7 +792,7 @@ def evaluate(model, data, device, *, mean, std, batch_size: int = 64, dice_weigh
         truth = masks.to(device).bool()  # (B, 1, H, W)
         fov = None if fov is None else fov.to(device)
         total_loss += segmentation_loss(logits, truth.float(), dice_weight).item() * len(images)
-        predicted = logits > THRESHOLD_LOGIT  # (B, 1, H, W) bool
+        predicted = logits > threshold  # (B, 1, H, W) bool
         counts.append(confusion_counts(predicted, truth, fov).cpu())
         boundary_counts.append(confusion_counts(boundary_band(predicted), boundary_band(truth), fov).cpu())
         histograms.append(score_histograms(logits, truth, fov).cpu())
@@ -804,6 +811,28 @@ def evaluate(model, data, device, *, mean, std, batch_size: int = 64, dice_weigh
     result["per_image"] = [{"image": name, **{k: round(v[i].item(), 6) for k, v in per_image.items()}}
                            for i, name in enumerate(names)]
     return result
+
+
+@torch.no_grad()
+def choose_threshold(model, data, device, *, mean, std, **_) -> float:
+    """검증 사진에서 데이터 전체 Dice 가 가장 큰 로짓 문턱값. 칸(bin)별 전경·배경 수(AUC 와 같은
+    히스토그램)에서 '이 칸 이상 = 전경'의 TP·FP·FN 을 누적합으로 한 번에 셉니다 (문턱값마다 예측하지 않음).
+
+    BCE + Dice 로 배운 망은 확률이 0.5 근처에 몰리지 않아 보통 0 근처가 뽑히지만, 가는 혈관 가장자리처럼
+    애매한 픽셀이 많으면 조금 움직이는 것만으로 Dice 가 오릅니다. 시험 사진은 보지 않습니다.
+    """
+    histograms = torch.zeros(2, AUC_BINS, dtype=torch.float64)  # 검증 사진 전체: [배경, 전경] 칸별 수
+    for images, masks, fov in batches_of(data, 64, None):
+        logits = predict_logits(model, images, device, mean, std)
+        valid = None if fov is None else fov.to(device)
+        histograms += score_histograms(logits, masks.to(device).bool(), valid).sum(dim=0).cpu()
+    negative, positive = histograms
+    tp = positive.flip(0).cumsum(0).flip(0)  # tp[b] = 칸 b 이상에 든 전경 픽셀 수
+    fp = negative.flip(0).cumsum(0).flip(0)
+    dice = 2 * tp / (2 * tp + fp + (positive.sum() - tp)).clamp(min=1)
+    best = int(dice.argmax())
+    step = 2 * AUC_LOGIT_RANGE / (AUC_BINS - 1)
+    return -AUC_LOGIT_RANGE + (best - 0.5) * step  # 칸 best 의 아래 경계: 이보다 큰 로짓 = 칸 best 이상
 
 
 def trivial_baselines(data) -> dict:
@@ -927,7 +956,7 @@ def predict(config: Config, device: torch.device, out_dir: Path) -> dict:
         logits = predict_logits(model, resized.permute(2, 0, 1)[None], device, mean, std)  # (1, 1, S, S)
         probability = F.interpolate(logits.sigmoid(), size=(picture.height, picture.width),
                                     mode="bilinear", align_corners=False)[0, 0].cpu()  # (H, W)
-    mask = probability > 0.5
+    mask = probability > torch.tensor(extra.get("threshold", THRESHOLD_LOGIT)).sigmoid()  # 검증에서 고른 값
     mask_path, overlay_path = out_dir / "prediction_mask.png", out_dir / "prediction_overlay.png"
     plt.imsave(mask_path, mask.numpy().astype(np.uint8) * 255, cmap="gray", vmin=0, vmax=255)
     original = torch.from_numpy(np.array(picture)).permute(2, 0, 1)  # (3, H, W) (쓰기 가능한 복사본)
@@ -1085,10 +1114,11 @@ def main(config: Config) -> dict:
         print("\n중단: --resume 을 붙여 다시 실행하면 마지막으로 끝난 epoch 다음부터 이어집니다")
         raise SystemExit(130) from None
     train_seconds = time.perf_counter() - train_started
-    model, _ = training.load_trained_model(out_dir / "best.pt", build_model, config, device, purpose="test")
+    model, saved = training.load_trained_model(out_dir / "best.pt", build_model, config, device, "test")
 
     # 4. 평가 (시험 점수는 언제나 best.pt 로, 학습 이미지 점수와 나란히) → 5. 시각화 -------------------
-    test_scores, train_scores, baseline = test_and_report(model, train, test, device, options, out_dir)
+    test_scores, train_scores, baseline = test_and_report(model, saved, (train, val, test), device, options,
+                                                          out_dir)
     visualize_results(model, history, test, device, mean, std, out_dir, config.show, data_name)
 
     # 부록: 반대쪽 망(skip ↔ no-skip)을 같은 예산으로 (--no-compare 면 생략; 내 폴더는 시간 때문에 생략) ---
@@ -1106,10 +1136,22 @@ def run_lessons() -> None:
     metrics_lesson()
 
 
-def test_and_report(model, train, test, device, options: dict, out_dir: Path) -> tuple:
-    """(시험 점수, 학습 점수, 자명한 기준선): 학습 이미지 몇 장의 점수를 나란히 보여 과적합이 보이게."""
-    test_scores = evaluate(model, test, device, **options)
-    train_scores = evaluate(model, train_subset(train), device, **options)
+def test_and_report(model, saved: dict, splits: tuple, device, options: dict, out_dir: Path) -> tuple:
+    """(시험 점수, 학습 점수, 자명한 기준선). 학습 이미지 몇 장의 점수를 나란히 보여 과적합이 보이게.
+
+    내 폴더(원래 해상도)는 문턱값을 검증 사진에서 골라(choose_threshold) best.pt 의 extra 에 적어 둡니다:
+    --predict 가 같은 문턱값을 씁니다. 절차적 도형·Pet 은 0 (확률 0.5) 그대로.
+    """
+    train, val, test = splits
+    threshold = choose_threshold(model, val, device, **options) if is_native(test) else THRESHOLD_LOGIT
+    if is_native(test):
+        saved["extra"]["threshold"] = threshold
+        training.save_checkpoint(out_dir / "best.pt", saved)
+        print(f"[문턱값] 검증 사진에서 Dice 가 가장 큰 로짓 {threshold:+.3f} (확률 "
+              f"{torch.tensor(threshold).sigmoid().item():.3f})")
+    test_scores = evaluate(model, test, device, threshold=threshold, **options)
+    train_scores = evaluate(model, train_subset(train), device, threshold=threshold, **options)
+    test_scores["threshold"] = threshold
     baselines = trivial_baselines(test)
     report_test(test_scores, train_scores, baselines, out_dir, native=is_native(test))
     return test_scores, train_scores, baselines

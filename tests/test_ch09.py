@@ -477,6 +477,8 @@ def test_budget_counts_patches_not_epochs(ch09, tmp_path, capsys):
     assert ch09.plan_training(config, train, val)[0] == 40  # 시간 상한
     config.epochs = 3
     assert ch09.plan_training(config, train, val)[0] == 3  # --epochs 가 이김
+    config.epochs, config.budget_images = 6, 10  # 사진이 예산보다 많으면: 사진당 10 // 5 = 2 패치, 1 바퀴
+    assert ch09.plan_training(config, train, val) == (1, 10)
     config.patch_size = 256  # 가장 작은 사진보다 큰 패치는 짧은 변(40)으로
     assert ch09.patch_size_for(train, config) == 40
 
@@ -502,3 +504,23 @@ def test_silent_failure_warning_fires_only_when_nothing_was_learned(ch09, tmp_pa
                              generator=generator, mean=mean, std=std, dice_weight=1.0)
     trained = ch09.evaluate(model, test, "cpu", mean=mean, std=std)
     assert ch09.silent_failure_warning(trained, baselines, native=True) is None, trained["iou"]
+
+
+def test_threshold_chosen_on_validation_maximises_dice(ch09):
+    """로짓 = 첫 채널의 밝기인 가짜 모델: 전경 0.78, 배경 0.39, 조금 밝은 배경 0.59 → Dice 최고의 문턱값은
+    0.59 와 0.78 사이 (Dice 1). 기본 0 (모두 전경)보다 Dice 가 높아야 하고, 그 문턱값을 evaluate 가 씀."""
+    class FirstChannel(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :1]
+
+    mask = torch.zeros(1, 40, 50, dtype=torch.uint8)
+    mask[:, 10:20, 10:30] = 1
+    image = torch.where(mask.bool(), 200, 100).to(torch.uint8).expand(3, -1, -1).clone()
+    image[:, 30:32, 5:15] = 150  # 조금 밝은 배경: 문턱값이 너무 낮으면 거짓 양성
+    data = NativeData([image], [mask], [torch.ones_like(mask, dtype=torch.bool)], ["x"])
+    options = {"mean": torch.zeros(3), "std": torch.ones(3)}
+    threshold = ch09.choose_threshold(FirstChannel(), data, "cpu", **options)
+    assert 150 / 255 < threshold < 200 / 255
+    chosen = ch09.evaluate(FirstChannel(), data, "cpu", threshold=threshold, **options)
+    assert chosen["dice"] == pytest.approx(1.0)
+    assert ch09.evaluate(FirstChannel(), data, "cpu", **options)["dice"] < 0.5  # 확률 0.5 = 로짓 0: 모두 전경
