@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, load_chapter, smoke_args
+from conftest import ROOT, SHARED_DATA, load_chapter, smoke_args
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +159,20 @@ def test_metrics_have_the_names_the_evaluation_reads(trained_dir):
                 "probe_accuracy", "pca_probe_accuracy", "vae_test_neg_elbo"):
         assert isinstance(metrics[key], float), key
     assert (trained_dir / "anomaly.pt").exists()
+    # VAE: 시험 음의 ELBO 가 epoch 마다 내려감 (--smoke 는 3 epoch × 배치 하나, 시드 고정이라 늘 같음)
+    curve = metrics["vae_neg_elbo_by_epoch"]
+    assert len(curve) == 3 and all(b < a for a, b in zip(curve, curve[1:])), curve
+    assert curve[-1] == metrics["vae_test_neg_elbo"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").exists(), reason="../shared/data/mnist 가 없음")
+def test_real_mnist_is_read_as_unit_pixels(ch11):
+    config = ch11.Config(data="real", data_dir=str(SHARED_DATA / "mnist"), device="cpu")
+    data = ch11.load_data(config)
+    assert data.name == "MNIST (real)" and len(data.x_test) == 10_000
+    assert len(data.x_train) + len(data.x_val) == 60_000 and len(data.x_val) == 6_000
+    assert data.x_train.min() == 0 and data.x_train.max() == 1  # 정규화를 되돌린 [0, 1] 픽셀
+    assert abs(data.x_test.mean().item() - 0.1325) < 0.002  # MNIST 시험 세트의 픽셀 평균
 
 
 def test_predict_any_size_grey_image_against_saved_threshold(ch11, trained_dir, tmp_path, capsys):
