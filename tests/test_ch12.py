@@ -91,10 +91,12 @@ def test_modcrop_and_pair_sizes(ch12):
 def test_bicubic_on_set5_and_set14_matches_the_published_protocol(ch12):
     """×4 바이큐빅: Set5 28.42, Set14 26.00 dB (SRCNN·SRGAN 논문). Y·shave·modcrop 중 하나만 틀려도 어긋남."""
     data = superres.load_benchmarks(SR_DATA, 0.1)
-    published = {"set5": 28.42, "set14": 26.00}
-    for key, value in published.items():
+    # (논문 값, 허용 차): PIL 과 MATLAB 의 바이큐빅 차이 몫. 가장자리를 깎지 않으면 Set14 가 25.86 으로 어긋남
+    published = {"set5": (28.42, 0.05), "set14": (26.00, 0.12)}
+    for key, (value, tolerance) in published.items():
         pairs = [ch12.make_pair(name, picture, 4) for name, picture in data.tests[key]]
-        assert abs(ch12.evaluate(None, pairs, "cpu", scale=4, full=False)["psnr"] - value) < 0.15, key
+        measured = ch12.evaluate(None, pairs, "cpu", scale=4, full=False)["psnr"]
+        assert abs(measured - value) < tolerance, (key, measured)
     assert [name for name, _ in data.tests["set5"]] == ["baby_GT", "bird_GT", "butterfly_GT", "head_GT",
                                                         "woman_GT"]
     assert len(data.train) + len(data.val) == 91 and len(data.val) == 9
@@ -164,14 +166,17 @@ def test_random_patches_are_aligned_under_flips(ch12):
 
 
 def test_offline_split_holds_out_regions():
-    """오프라인 사진(반으로 줄인 것): 학습은 왼쪽 3/4, 검증·시험은 오른쪽 1/4 띠의 위·아래 (겹치지 않음)."""
+    """오프라인 사진(반으로 줄임): 시험은 오른쪽 1/4 띠, 검증은 왼쪽의 아래 1/4, 학습은 그 위 (안 겹침)."""
     data = superres.load_sr_data("offline", ROOT / "data", smoke=False, val_fraction=0.1)
     assert "offline" in data.name and len(data.train) == len(data.val) == len(data.tests["heldout"]) == 3
     halved = [p.resize((p.width // 2, p.height // 2), Image.BICUBIC) for _, p in superres.offline_photos()]
     for full, (_, train), (_, val), (_, test) in zip(halved, data.train, data.val, data.tests["heldout"]):
-        assert train.width + test.width == full.width == train.width + val.width
-        assert val.height + test.height == full.height and train.height == full.height
-        assert np.array_equal(np.array(test), np.array(full)[full.height - test.height:, train.width:])
+        pixels = np.array(full)
+        assert train.width + test.width == full.width == val.width + test.width
+        assert train.height + val.height == full.height == test.height
+        assert np.array_equal(np.array(test), pixels[:, train.width:])
+        assert np.array_equal(np.array(val), pixels[train.height:, :train.width])
+        assert np.array_equal(np.array(train), pixels[:train.height, :train.width])
 
 
 def test_photo_folder_and_benchmark_layout(tmp_path):
