@@ -427,6 +427,7 @@ def test_budget_by_images_on_a_small_folder(tmp_path, capsys):
                                             max_images=100))
     assert (config.image_size, config.grid_stride, config.batch_size) == (192, 32, 16)
     assert config.augment == "photo" and config.ema_decay > 0
+    config = ch06.dataclasses.replace(config, image_size=64)  # 예산 계산은 크기와 상관없음: 빠르게
     data = ch06.prepare_data(config, tmp_path)
     train_count = len(data.train)
     model = ch06.build_model(4, 2, config.width, config.image_size, config.grid_stride)
@@ -473,7 +474,7 @@ def test_bad_labels_stop_before_training(tmp_path, capsys, case):
 def test_photo_folder_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     """사진 증강(모자이크 등)의 난수도 체크포인트에 들어가므로, epoch 2 에서 Ctrl+C → --resume 한 결과가
     끊지 않은 실행과 같아야 합니다 (EMA 가중치도 last.pt 에서 되살아나야 같음)."""
-    root = write_photo_folder(tmp_path / "photos", count=12)
+    root = write_photo_folder(tmp_path / "photos", count=8)
     flags = ["--data-dir", str(root), "--device", "cpu", "--image-size", "64", "--epochs", "3",
              "--batch-size", "4"]
 
