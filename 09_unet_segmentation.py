@@ -32,7 +32,7 @@
     python 09_unet_segmentation.py --data real          # Oxford-IIIT Pet (data/oxford-iiit-pet, 공식 test)
     python 09_unet_segmentation.py --data-dir my_cells/ # 내 데이터: my_cells/images/ + my_cells/masks/
                                                         # (같은 이름, 마스크는 0/255 또는 0/1 두 값)
-        선택: my_cells/fov/ 에 시야 마스크 (같은 이름, 또는 <이름>_mask, <이름>_fov; 값 > 0 = 시야 안)
+        선택: my_cells/fov/ (또는 mask_fov/) 에 시야 마스크 (같은 이름, <이름>_mask, <이름>_fov; 값 > 0 = 안)
         → 지표는 시야 안 픽셀로만 (DRIVE 의 mask/ 폴더를 fov/ 로). 내 폴더는 원래 해상도 그대로:
         --patch-size 64 패치로 학습, 256 조각으로 예측. 학습 길이는 --budget-images (본 패치 수:
         절차적 기본 실행 전체와 같은 일)로 정해 시작 전에 한 줄로 알림; --epochs N 으로 바꿀 수 있음.

@@ -224,7 +224,9 @@ def test_fov_folder_excludes_pixels_from_metrics(ch09, tmp_path):
     valid[..., :2, :2] = False  # 왼쪽 위 4 픽셀 = 시야 밖
     assert ch09.confusion_counts(predicted, truth, valid).tolist() == [[4, 0, 0, 8]]  # 16 − 4 − 4 = 8 TN
     assert ch09.confusion_counts(predicted, truth).tolist() == [[4, 1, 0, 11]]  # 시야 없이: FP 하나
-    (tmp_path / "fov" / "img1_mask.png").unlink()
+    (tmp_path / "fov").rename(tmp_path / "mask_fov")  # 다른 흔한 폴더 이름도
+    assert load_mask_folder(tmp_path).fov[0].sum().item() == 32 * 40 - 8 * 10
+    (tmp_path / "mask_fov" / "img1_mask.png").unlink()
     with pytest.raises(UserError, match="img1.jpg"):
         load_mask_folder(tmp_path)
 

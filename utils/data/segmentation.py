@@ -11,8 +11,9 @@
   짝짓고 **원래 해상도 그대로** 읽습니다 (`NativeData`: 크기가 제각각인 이미지의 목록). 마스크는
   0/255 또는 0/1 두 값이어야 하고 (Pytorch-UNet 사용자들이 가장 많이 겪는 '전부 검은 예측'의 원인이
   0/255 마스크를 0/1 로 착각한 것이라 둘 다 받음), 다른 값이 있으면 파일 이름을 대며 한 줄 오류.
-  선택: `folder/fov/` 의 시야(field of view) 마스크 (망막 사진의 둥근 안쪽 = 값 > 0, 같은 이름 또는
-  `<이름>_mask`, `<이름>_fov`): 지표는 시야 안의 픽셀로만 계산합니다.
+  선택: `folder/fov/` (또는 `fov_masks/`, `mask_fov/`, `masks_fov/`)의 시야(field of view) 마스크
+  (망막 사진의 둥근 안쪽 = 값 > 0, 같은 이름 또는 `<이름>_mask`, `<이름>_fov`): 지표는 시야 안의
+  픽셀로만 계산합니다.
   짝이 없거나 크기가 다르면 파일 이름을 대며 한 줄 오류.
 - `load_oxford_pets(root, split, size, download)`: torchvision 의 `OxfordIIITPet` 로 공식
   trainval/test 목록을 읽고, 삼분 지도(trimap: 1 = 동물, 2 = 배경, 3 = 경계)를
@@ -278,14 +279,21 @@ def pair_files(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-FOV_FOLDER = "fov"  # 선택: 시야(field of view) 마스크 폴더 이름 (DRIVE 의 'mask/' 를 이 이름으로)
+# 선택: 시야(field of view) 마스크 폴더. 앞의 이름부터 찾음 (DRIVE 의 'mask/' 는 'masks/' 와 헷갈려 받지 않음)
+FOV_FOLDERS = ("fov", "fov_masks", "mask_fov", "masks_fov")
+
+
+def fov_folder(folder: Path) -> Path | None:
+    """folder 안의 시야 마스크 폴더 (FOV_FOLDERS 중 처음 있는 것), 없으면 None."""
+    return next((Path(folder) / name for name in FOV_FOLDERS if (Path(folder) / name).is_dir()), None)
+
 FOV_NAME_SUFFIXES = ("", "_mask", "_fov")  # image 'x.jpg' 의 시야 마스크: 'x.*', 'x_mask.*', 'x_fov.*'
 
 
 def _fov_for(folder: Path, image_path: Path, shape: tuple[int, int]) -> torch.Tensor:
     """시야 마스크 (1, H, W) bool. fov/ 폴더가 없으면 전부 True; 짝이 없거나 크기가 다르면 UserError."""
-    fov_dir = folder / FOV_FOLDER
-    if not fov_dir.is_dir():
+    fov_dir = fov_folder(folder)
+    if fov_dir is None:
         return torch.ones(1, *shape, dtype=torch.bool)
     files = sorted(p for p in fov_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     candidates = [p for suffix in FOV_NAME_SUFFIXES for p in files if p.stem == image_path.stem + suffix]
@@ -391,7 +399,7 @@ def load_segmentation_data(mode: str, data_dir: Path, *, smoke: bool, size: int,
                                 "최소 3쌍이 필요합니다.")
             rest, test = _split(data, FOLDER_TEST_FRACTION, seed)
             train, val = _split(rest, val_fraction, seed + 1)
-            fov = " + fov" if (data_dir / FOV_FOLDER).is_dir() else ""
+            fov = f" + {fov_folder(data_dir).name}/" if fov_folder(data_dir) else ""
             return train, val, test, f"mask folder {data_dir}{fov} (real, native resolution)"
         pets = _load_pets(data_dir, size, try_download)
         if isinstance(pets, tuple):
