@@ -108,6 +108,11 @@ QUOTED = {
     "08": ["test_bleu", "test_bleu_lowercase_tokens", "test_bleu_beam"],
     "09": ["test_iou", "test_dice", "test_pixel_accuracy", "test_iou_per_image", "no_skip_test_iou"],
     "10": ["test_sequence_accuracy", "test_cer", "train_sequence_accuracy"],
+    "11": ["denoise_psnr", "noisy_psnr", "pca_psnr", "filter_psnr", "denoise_ssim", "auroc", "pca_auroc",
+           "probe_accuracy", "pca_probe_accuracy", "vae_test_neg_elbo"],
+    "12": ["set5_bicubic_psnr", "set5_srcnn_psnr", "set5_srgan_psnr", "set5_ssim", "set14_psnr",
+           "set14_bicubic_psnr", "sharpness_psnr_model", "sharpness_srgan", "heldout_bicubic_psnr",
+           "heldout_srcnn_psnr", "heldout_srgan_psnr", "sharpness_bicubic"],
 }
 BLOCK_BEGIN, BLOCK_END = "[results]", "[/results]"
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
