@@ -526,3 +526,22 @@ def test_threshold_chosen_on_validation_maximises_dice(ch09):
     chosen = ch09.evaluate(FirstChannel(), data, "cpu", threshold=threshold, **options)
     assert chosen["dice"] == pytest.approx(1.0)
     assert ch09.evaluate(FirstChannel(), data, "cpu", **options)["dice"] < 0.5  # 확률 0.5 = 로짓 0: 모두 전경
+
+
+@pytest.mark.slow
+def test_folder_run_resumes_exactly(tmp_path):
+    """원래 해상도 폴더: 2 바퀴째에 Ctrl+C → --resume 이 끊지 않은 실행과 같은 숫자 (패치 위치·회전·색
+    흔들기의 난수가 체크포인트에 저장된 generator 에서 나와야 함)."""
+    _write_folder(tmp_path / "data", [(48 + 2 * i, 40 + i) for i in range(6)])
+    common = ("--data-dir", str(tmp_path / "data"), "--device", "cpu", "--width", "4", "--patch-size", "32",
+              "--patches-per-image", "4", "--epochs", "3", "--no-compare")
+    reference = run_script(SCRIPT, *common, "--out-dir", str(tmp_path / "a"))
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    stopped = run_script(SCRIPT, *common, "--out-dir", str(tmp_path / "b"),
+                         env={"TUTORIAL_SIGINT_AT": "epoch 2:0"})
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    resumed = run_script(SCRIPT, *common, "--out-dir", str(tmp_path / "b"), "--resume")
+    assert resumed.returncode == 0 and "[이어하기]" in resumed.stdout, resumed.stderr[-2000:]
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+               for run in "ab"]
+    assert metrics[0] == metrics[1]
