@@ -297,3 +297,15 @@ def test_untrained_score_ends_with_one_warning_line(mod, monkeypatch, capsys, ac
     assert ("경고:" in out) is warned
     if warned:
         assert "--min-epoch-images" in out
+
+
+def test_budget_is_six_epochs_offline_and_eighteen_for_a_real_folder(mod):
+    """--epochs 0(기본): 오프라인 캡차 6 epoch 그대로, 실제 폴더는 3배. --epochs N 은 정확히 N."""
+    def fake(name):
+        images = torch.zeros(4, 1, 32, 128, dtype=torch.uint8)
+        return Captchas(images, ["1234"] * 4, images, ["1234"] * 4, images, ["1234"] * 4, "1234", name)
+
+    assert mod.training_epochs(mod.Config(), fake("ImageCaptcha 5-char, 19 symbols (offline)")) == 6
+    assert mod.training_epochs(mod.Config(), fake("captcha folder x (4 images, 4-char, real)")) == 18
+    assert mod.training_epochs(mod.Config(epochs=4), fake("captcha folder x (real)")) == 4
+    assert mod.training_epochs(mod.Config(smoke=True), fake("captcha folder x (real)")) == 3
