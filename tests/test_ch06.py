@@ -306,7 +306,7 @@ def test_short_run_beats_untrained_model_and_predicts(tmp_path, capsys):
     untrained_metrics = {"test_map50": baseline, "test_boxes": int((test_set.labels >= 0).sum())}
     warning = ch06.silent_failure_warning(untrained_metrics, detections, config, epochs=4)
     assert warning is not None and warning.startswith("경고:") and "--epochs" in warning
-    assert "\n" not in warning
+    assert "\n" not in warning and warning in capsys.readouterr().out  # 한 줄로 출력도 함
     metrics = ch06.main(config)
     assert baseline < 0.05
     assert metrics["test_map50"] > baseline + 0.3, (baseline, metrics)
