@@ -43,6 +43,17 @@
 
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
+    - `--data offline` · sklearn digits (offline fallback) · cpu · seeds 42, 43, 44
+      denoise_psnr 22.4 (22.14–22.58) · noisy_psnr 9.324 (9.306–9.358) · pca_psnr 19.54 (19.45–19.58)
+      filter_psnr 16.65 (16.64–16.72) · denoise_ssim 0.8067 (0.8054–0.8183) · auroc 1
+      pca_auroc 1 (0.9993–1) · probe_accuracy 0.9556 (0.9528–0.9556)
+      pca_probe_accuracy 0.9639 (0.9556–0.9639) · vae_test_neg_elbo 154 (153.4–154.4)
+      wall 359 (242–392) s · peak 1.31 GB
+    - `--data real --data-dir ../shared/data/mnist` · MNIST (real) · cpu · seeds 42
+      denoise_psnr 18.44 · noisy_psnr 9.379 · pca_psnr 14.94 · filter_psnr 14.19 · denoise_ssim 0.7954
+      auroc 0.9937 · pca_auroc 0.9919 · probe_accuracy 0.9289 · pca_probe_accuracy 0.9005
+      vae_test_neg_elbo 109 · wall 301 s · peak 1.88 GB
+    - 기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     (아직 조용한 기계의 벤치마크 전입니다. benchmarks/results.json 이 생기면 위 블록이 채워집니다.)
     지금까지의 측정 (2코어 CPU 를 다른 학습 여럿과 나눠 쓰던 중, OMP_NUM_THREADS=1; 시드 42 · 43 · 44):

@@ -452,7 +452,7 @@ def test_resume_refuses_other_epochs_because_one_cycle_is_fixed(mod, smoke_run, 
     """OneCycle 의 총 걸음 수는 --epochs 로 정해짐: --epochs 를 바꾼 이어하기는 한 줄로 거절."""
     _, out = smoke_run
     error = exit_with_one_line(mod, capsys, *SMOKE, "--out-dir", str(out), "--resume", "--epochs", "5")
-    assert "epochs: 8 → 5" in error  # 저장된 --epochs(기본 8) → 지금 5
+    assert "epochs: 0 → 5" in error  # 저장된 --epochs(기본 0 = 예산, 도형이면 8바퀴) → 지금 5
 
 
 def test_image_folder_end_to_end_and_predict(mod, tmp_path, capsys):
