@@ -27,8 +27,8 @@
         # 내 사진: my_yolo/images/{train,val}/*.jpg + my_yolo/labels/{train,val}/*.txt + classes.txt
         #   (또는 data.yaml 의 names), 또는 Pascal VOC: my_voc/JPEGImages/ + my_voc/Annotations/*.xml
         # 사진 폴더면 자동으로 PHOTO_RECIPE (192 px, stride-32 몸통, 모자이크 등 증강, EMA)와 '본 이미지 수'
-        # 예산(--max-images 20,000장)을 씁니다. 학습 전에 예산과 예상 시간을 한 줄로 알리고, 검증 mAP 가
-        # --patience epoch 동안 멈추면 일찍 끝냅니다. --epochs 에 12 가 아닌 값을 주면 그 값을 씁니다.
+        # 예산(--train-images 0 = 자동: 사진 20,000장, 도형 192,000장)을 씁니다. 학습 전에 예산과 예상 시간을
+        # 한 줄로 알리고, 검증 mAP 가 --patience epoch 동안 멈추면 일찍 끝냅니다. --epochs N 이면 정확히 N.
     python 06_yolo_object_detection.py --predict photo.jpg      # best.pt 로 검출 → prediction.png/.json
     python 06_yolo_object_detection.py --resume                 # 중단된 학습 이어하기
     GPU 에서 크게: --device cuda --image-size 128 --width 32 --train-size 64000 --epochs 30 --batch-size 256
@@ -113,7 +113,9 @@ PHOTO_RECIPE = {
     "ema_decay": 0.99,  # 약 100 걸음의 평균: 작은 배치의 흔들리는 가중치를 고르게 (평가·best.pt 가 씀)
     "best_metric": "map50",  # 검증 15장 남짓: 헤드라인 지표로 고름
 }
+SHAPES_TRAIN_IMAGES = 16000 * 12  # 도형 기본 예산: 16,000장 × 12바퀴 (벤치마크로 잰 원래 학습 길이)
 OFFLINE_STEPS = 16000 // 64 * 12  # 도형 기본값의 최적화 걸음 수 (3,000): 사진 폴더 예산의 출발점
+PHOTO_TRAIN_IMAGES = 20000  # 사진 폴더 예산의 시간 상한 (192 px, 조용한 2코어 약 10분)
 CLOSE_MOSAIC = 0.15  # 사진 증강: 학습의 마지막 15% 걸음은 모자이크를 끔 (YOLOv8 의 close_mosaic 와 같은 생각)
 EMA_WARMUP_STEPS = 100  # EMA 감쇠를 처음 걸음들에서 0 부터 올림: 초기의 무작위 가중치를 오래 끌지 않게
 
@@ -122,7 +124,10 @@ EMA_WARMUP_STEPS = 100  # EMA 감쇠를 처음 걸음들에서 0 부터 올림: 
 class Config(RunConfig):
     chapter: ClassVar[str] = "06_yolo_object_detection"  # 출력 폴더 outputs/06_yolo_object_detection/
     resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
-    epochs: int = 12  # 도형 16,000장 × 12: 조용한 2코어 약 6분. 사진 폴더에서 12 면 예산으로 (plan_epochs)
+    epochs: int = 0  # 0 = 학습 예산(--train-images)에서 계산 (도형은 12바퀴). N 을 주면 정확히 N epoch
+    # 학습 예산(본 이미지 수). 0 = 자동: 도형 SHAPES_TRAIN_IMAGES (16,000장 × 12, 조용한 2코어 약 6분),
+    # 사진 폴더 min(도형 기본값의 걸음 수 × 배치, PHOTO_TRAIN_IMAGES 20,000장: 192 px 에서 약 10분)
+    train_images: int = 0
     batch_size: int = 64  # CPU 에서 빠르고 BatchNorm 통계가 안정적 (사진 폴더에서 64 면 PHOTO_RECIPE 의 값)
     lr: float = 3e-3  # AdamW 최대 학습률 (OneCycle 의 꼭대기)
     weight_decay: float = 1e-4  # AdamW 가중치 감쇠: 작은 모델이라 약하게
@@ -139,7 +144,6 @@ class Config(RunConfig):
     flip: bool = True  # 학습 배치를 무작위로 좌우 뒤집기 (상자도 함께)
     augment: Literal["auto", "off", "photo"] = "auto"  # photo: 모자이크·배율·이동·HSV. auto: 사진 폴더만
     ema_decay: float = -1.0  # 가중치 지수 이동 평균(EMA)의 감쇠, 0 = 끔. -1 = 자동: 사진 폴더 0.99, 도형 0
-    max_images: int = 20000  # 사진 폴더: 학습에서 볼 이미지 수 상한 (시간 상한: 192 px, 조용한 2코어 약 10분)
     patience: int = 50  # 조기 종료: 검증 지표(--best-metric)가 이만큼의 epoch 동안 최고를 못 넘으면 멈춤
     best_metric: Literal["auto", "map50", "map50_95"] = "auto"  # best.pt·조기 종료의 검증 지표. auto: 도형
     # map50_95 (상자를 더 정확히 맞출수록 큼), 사진 map50 (검증 15장의 map50_95 는 너무 흔들려 고르지 못함)
@@ -155,8 +159,9 @@ class Config(RunConfig):
         if self.image_size and (self.image_size < 32 or self.image_size % stride):
             raise ValueError(f"--image-size 는 0(자동) 또는 32 이상의 {stride}의 배수여야 합니다 "
                              f"(받은 값: {self.image_size}).")
-        if self.max_images < 1 or self.patience < 1 or self.ema_decay >= 1:
-            raise ValueError("--max-images 와 --patience 는 1 이상, --ema-decay 는 1 미만이어야 합니다.")
+        if self.train_images < 0 or self.patience < 1 or self.ema_decay >= 1:
+            raise ValueError("--train-images 는 0(자동) 이상, --patience 는 1 이상, --ema-decay 는 1 미만이어야 "
+                             "합니다.")
         if self.width < 1 or self.boxes_per_cell < 1:
             raise ValueError("--width 와 --boxes-per-cell 은 1 이상이어야 합니다.")
         if min(self.train_size, self.val_size, self.test_size) < 1:
@@ -522,19 +527,19 @@ def choose_recipe(config: Config) -> Config:
 def plan_epochs(config: Config, data: detection.DetectionData, model: TinyYOLO, device) -> int:
     """학습 길이(epoch 수)를 정하고, 학습 전에 예산과 예상 시간을 한 줄로 알립니다.
 
-    도형: --epochs (16,000장 × 12). 사진 폴더: 'epoch 수' 가 아니라 '본 이미지 수' 로 정합니다.
-    130장짜리 폴더에 12 epoch 이면 걸음이 100번 남짓이라 검출기가 아무것도 배우지 못합니다. 그래서
-        예산 = min(도형 기본값의 걸음 수 OFFLINE_STEPS × 배치 크기, --max-images (시간 상한))
+    'epoch 수' 가 아니라 '본 이미지 수' 로 정합니다. 130장짜리 사진 폴더에 도형의 12 epoch 이면 걸음이
+    100번 남짓이라 검출기가 아무것도 배우지 못합니다. 그래서
+        예산 = --train-images, 0(자동)이면 도형 SHAPES_TRAIN_IMAGES (16,000장 × 12),
+               사진 폴더 min(도형 기본값의 걸음 수 OFFLINE_STEPS × 배치 크기, PHOTO_TRAIN_IMAGES (시간 상한))
         epoch = ⌈예산 / 학습 이미지 수⌉                     (training.epochs_for_budget)
-    --epochs 에 기본값(12)이 아닌 값을 주면 그 값을 씁니다. 검증 지표가 멈추면 --patience 가 일찍 끝냅니다.
+    --epochs N 이면 예산 대신 정확히 N. 검증 지표가 멈추면 --patience 가 일찍 끝냅니다.
+    --smoke 는 배치 하나씩 최대 3 epoch.
     """
     if config.smoke:
-        return min(config.epochs, 3)
+        return min(config.epochs or 3, 3)
     photo = config.augment == "photo"
-    epochs = config.epochs
-    if photo and config.epochs == Config.epochs:
-        budget = min(OFFLINE_STEPS * config.batch_size, config.max_images)
-        epochs = training.epochs_for_budget(len(data.train), budget, max_epochs=budget)
+    epochs = config.epochs or training.epochs_for_budget(len(data.train), train_budget(config),
+                                                         max_epochs=10**6)
     # 예상 시간: 학습 한 걸음(forward + backward)을 재고, 사진이면 증강 시간을 더함 (따로 둔 난수로)
     sample = data.train.subset(slice(0, config.batch_size))
     target = encode_targets(sample.boxes, sample.labels, model_grid(config.image_size, config.grid_stride),
@@ -547,6 +552,15 @@ def plan_epochs(config: Config, data: detection.DetectionData, model: TinyYOLO, 
         seconds += (time.perf_counter() - started) / len(sample)
     print("[예산] " + training.describe_budget(len(data.train), epochs, seconds, unit="장"))
     return epochs
+
+
+def train_budget(config: Config) -> int:
+    """학습 예산(본 이미지 수): --train-images, 0 이면 데이터에 맞춘 자동값 (plan_epochs 참고)."""
+    if config.train_images:
+        return config.train_images
+    if config.augment == "photo":
+        return min(OFFLINE_STEPS * config.batch_size, PHOTO_TRAIN_IMAGES)
+    return SHAPES_TRAIN_IMAGES
 
 
 def make_ema(model: TinyYOLO, config: Config) -> tuple[nn.Module | None, nn.Module]:
@@ -834,7 +848,7 @@ def silent_failure_warning(metrics: dict, detections: list[dict], config: Config
         return None
     warning = (f"경고: 시험 mAP@0.5 {metrics['test_map50']:.3f} 는 학습하지 않은 모델 수준입니다 "
                f"(잡음 {noise:.3f} 미만이거나 점수 ≥ {config.score_threshold} 인 검출 {shown}개). 흔한 원인: "
-               f"짧은 학습({epochs} epoch)이나 작은 입력. --epochs (사진 폴더는 --max-images)를 늘리고 "
+               f"짧은 학습({epochs} epoch)이나 작은 입력. --train-images (또는 --epochs)를 늘리고 "
                "--image-size 를 확인하세요 (손실이 흔들리면 --lr 을 낮추기).")
     print(warning)
     return warning

@@ -34,8 +34,8 @@
                                                         # (같은 이름, 마스크는 0/255 또는 0/1 두 값)
         선택: my_cells/fov/ (또는 mask_fov/) 에 시야 마스크 (같은 이름, <이름>_mask, <이름>_fov; 값 > 0 = 안)
         → 지표는 시야 안 픽셀로만 (DRIVE 의 mask/ 폴더를 fov/ 로). 내 폴더는 원래 해상도 그대로:
-        --patch-size 64 패치로 학습, 256 조각으로 예측. 학습 길이는 --budget-images (본 패치 수:
-        절차적 기본 실행 전체와 같은 일)로 정해 시작 전에 한 줄로 알림; --epochs N 으로 바꿀 수 있음.
+        --patch-size 64 패치로 학습, 256 조각으로 예측. 학습 길이는 --train-images (본 패치 수, 0 = 자동:
+        절차적 기본 실행 전체와 같은 일)로 정해 시작 전에 한 줄로 알림; --epochs N 이면 정확히 N 바퀴.
     python 09_unet_segmentation.py --data-dir ../shared/data/chasedb1   # 망막 혈관 28장 (아래 결과)
     python 09_unet_segmentation.py --predict photo.jpg  # best.pt 로 마스크 + 겹친 그림 + prediction.json
                                                         # (원래 해상도로 배운 모델은 큰 사진도 원래 크기로)
@@ -107,6 +107,11 @@ FIGURE_EXAMPLES = 6  # 겹친 그림(overlay)에 보일 시험 이미지 수 (�
 TILE_SIZE = 256  # 큰 사진은 이 크기의 겹치는 조각(tile)으로 나눠 예측 (메모리가 사진 크기와 무관해짐)
 TILE_OVERLAP = 32  # 이웃 조각이 적어도 이만큼 겹침: 조각 가장자리(패딩 영향)는 가중치를 낮춰 섞음
 TRAIN_EVAL_IMAGES = {"native": 4, "fixed": 500}  # 학습 지표를 잴 학습 이미지 수 (시험 지표와 나란히)
+# 학습 예산의 자동값. 원래 해상도 폴더는 절차적 기본 실행 전체의 일과 같음: skip 망 3,000장 × 6 epoch 에
+# 비교용 no-skip 망이 같은 양 (= 36,000장, 배치 32 로 약 1,100 걸음). 폴더에서는 비교 학습을 하지 않으므로
+# 그 몫까지 한 모델에 씀 (CHASE_DB1: 18,000 패치면 시험 Dice 0.758, 36,000 이면 0.777)
+FIXED_TRAIN_IMAGES = 3000 * 6
+NATIVE_TRAIN_IMAGES = 36_000
 NOISE_MARGIN = 0.05  # 시험 IoU 가 자명한 기준선 + 이 값 안이면 '배운 것이 없음' 경고 (IoU 단위)
 
 
@@ -114,9 +119,12 @@ NOISE_MARGIN = 0.05  # 시험 IoU 가 자명한 기준선 + 이 값 안이면 '�
 class Config(RunConfig):
     chapter: ClassVar[str] = "09_unet_segmentation"  # 출력 폴더 outputs/<장>/, 체크포인트 주인
     resume_free: ClassVar[frozenset[str]] = RunConfig.resume_free - {"epochs"}  # 스케줄이 총 epoch 수에 묶임
-    # 절차적 기본: skip 망 + 비교용 no-skip 망이 조용한 2코어 CPU 에서 약 5분. 내 폴더(원래 해상도)는
-    # 아래 budget_images 로 바퀴 수를 정하며, 6 이 아닌 값을 주면(--epochs N) 그 값을 그대로 씀
-    epochs: int = 6
+    # 학습 길이는 epoch 수가 아니라 '본 이미지(패치) 수'(예산)로: 절차적 기본은 3,000장 × 6바퀴, skip 망 +
+    # 비교용 no-skip 망이 조용한 2코어 CPU 에서 약 5분. --epochs N 을 주면 예산 대신 정확히 N 바퀴
+    epochs: int = 0  # 0 = 학습 예산(--train-images)에서 계산
+    # 학습 예산(본 이미지·패치 수). 0 = 자동: 절차적·고정 크기 FIXED_TRAIN_IMAGES (3,000장 × 6),
+    # 내 폴더(원래 해상도) NATIVE_TRAIN_IMAGES 패치 (아래 patches_per_image 참고)
+    train_images: int = 0
     batch_size: int = 32  # CPU 에서 빠르고 BatchNorm 통계가 안정적인 크기
     lr: float = 2e-3  # Adam 학습률: 작은 U-Net 은 1e-3~3e-3 에서 빠르고 안정적
     width: int = 16  # 첫 단계 채널 수 (단계마다 두 배: 16→32→64→128→256). 강의·원논문은 64
@@ -124,10 +132,6 @@ class Config(RunConfig):
     image_size: int = 64  # 절차적 도형·Oxford Pet 의 이미지 한 변 (픽셀). 내 폴더는 원래 크기 그대로
     patch_size: int = 64  # 내 폴더: 원래 해상도에서 잘라 배우는 패치 한 변 (픽셀). 가는 혈관 + 주변 맥락
     patches_per_image: int = 96  # 내 폴더: 한 바퀴(epoch)에 사진마다 뽑는 무작위 패치 수 (바퀴마다 검증)
-    # 내 폴더의 학습 길이 = 본 패치 수. 절차적 기본 실행 전체의 일과 같음: skip 망 3,000장 × 6 epoch 에
-    # 비교용 no-skip 망이 같은 양 (= 36,000장, 배치 32 로 약 1,100 걸음). 폴더에서는 비교 학습을 하지
-    # 않으므로 그 몫까지 한 모델에 씀 (CHASE_DB1: 18,000 패치면 시험 Dice 0.758, 36,000 이면 0.777)
-    budget_images: int = 36000
     max_epochs: int = 40  # 시간 상한: 사진이 적어도 바퀴 수는 이 이하 (바퀴마다 검증 사진 전체를 예측하므로)
     patience: int = 8  # 조기 종료(early stopping): 검증 IoU 가 이만큼 epoch 동안 나아지지 않으면 멈춤
     local_contrast: bool = True  # 내 폴더: 사진마다 국소 대비 정규화(CLAHE 비슷): 고르지 않은 조명을 지움
@@ -154,9 +158,9 @@ class Config(RunConfig):
         if not 2**self.depth <= self.patch_size <= 1024:
             raise ValueError(f"--patch-size 는 {2**self.depth} 이상 1024 이하여야 합니다 "
                              f"(받은 값: {self.patch_size}).")
-        if min(self.patches_per_image, self.budget_images, self.max_epochs, self.patience) < 1:
-            raise ValueError("--patches-per-image, --budget-images, --max-epochs, --patience 는 1 이상이어야 "
-                             "합니다.")
+        if min(self.patches_per_image, self.max_epochs, self.patience) < 1 or self.train_images < 0:
+            raise ValueError("--patches-per-image, --max-epochs, --patience 는 1 이상, --train-images 는 "
+                             "0(자동) 이상이어야 합니다.")
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"--val-fraction 은 0과 0.5 사이여야 합니다 (받은 값: {self.val_fraction}).")
         if self.dice_weight < 0:
@@ -314,7 +318,12 @@ def patch_size_for(data: segmentation.NativeData, config: Config) -> int:
 
 def patches_per_image(data: segmentation.NativeData, config: Config) -> int:
     """--patches-per-image, 단 사진이 아주 많으면 한 바퀴가 예산을 넘지 않게 줄임 (최소 1)."""
-    return max(1, min(config.patches_per_image, config.budget_images // len(data)))
+    return max(1, min(config.patches_per_image, train_budget(config, native=True) // len(data)))
+
+
+def train_budget(config: Config, native: bool) -> int:
+    """학습 예산(본 이미지·패치 수): --train-images, 0 이면 자동 (절차적 18,000장, 원래 해상도 36,000패치)."""
+    return config.train_images or (NATIVE_TRAIN_IMAGES if native else FIXED_TRAIN_IMAGES)
 
 
 def prepare_data(config: Config) -> tuple:
@@ -338,14 +347,15 @@ def plan_training(config: Config, train, val) -> tuple[int, int]:
     """(epoch 수, epoch 당 학습 예 수). 원래 해상도 폴더는 epoch 이 아니라 '본 패치 수'로 예산을 잡고
     학습 전에 한 줄로 알립니다: 사진 22장이면 절차적 기본(3,000장)보다 한 바퀴가 훨씬 짧으므로."""
     if config.smoke:
-        return min(config.epochs, 3), len(train)
-    if not is_native(train):
-        return config.epochs, len(train)
+        return min(config.epochs or 3, 3), len(train)
+    if not is_native(train):  # 절차적 3,000장: 18,000 / 3,000 = 6바퀴 (Oxford Pet 3,312장: 6바퀴)
+        return config.epochs or training.epochs_for_budget(len(train), train_budget(config, native=False),
+                                                           max_epochs=10**6), len(train)
     per_image = patches_per_image(train, config)
     per_epoch = len(train) * per_image
-    default = config.epochs == Config.epochs  # --epochs 를 주지 않았으면 예산으로
-    epochs = (training.epochs_for_budget(per_epoch, config.budget_images, max_epochs=config.max_epochs)
-              if default else config.epochs)
+    default = not config.epochs  # --epochs 를 주지 않았으면 예산으로
+    epochs = (training.epochs_for_budget(per_epoch, train_budget(config, native=True),
+                                         max_epochs=config.max_epochs) if default else config.epochs)
     size = patch_size_for(train, config)
     probe = build_model(width=config.width, depth=config.depth, skip=config.skip)
     batch = (torch.randn(8, 3, size, size), torch.rand(8, 1, size, size).round())

@@ -191,6 +191,8 @@ def main() -> None:
         metric_names = set.intersection(*(set(numeric_scalars(r["metrics"])) for r in runs))
         timing_names = set.intersection(*(set(numeric_scalars(r["timing"])) for r in runs))
         peaks = [r["peak_mb"] for r in runs if r["peak_mb"] is not None]
+        # 다시 읽고 이 항목만 바꿔 씀: 다른 run_all 이 그사이 쓴 항목을 지우지 않게 (긴 실측은 따로 돌기도 함)
+        results = json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if RESULTS_JSON.exists() else {}
         results[key] = {
             "script": script.name, "args": " ".join(args), "nproc": options.nproc, "data": runs[0]["data"],
             "device": record["device"], "headline": record["headline"]["name"],

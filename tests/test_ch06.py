@@ -424,7 +424,7 @@ def test_budget_by_images_on_a_small_folder(tmp_path, capsys):
     """사진 폴더: 자동 설정(192 px, 배치 16, 강한 증강, EMA)과 '본 이미지 수' 예산 → epoch 수."""
     root = write_photo_folder(tmp_path / "photos", count=12)
     config = ch06.choose_recipe(ch06.Config(data_dir=str(root), device="cpu", out_dir=str(tmp_path),
-                                            max_images=100))
+                                            train_images=100))
     assert (config.image_size, config.grid_stride, config.batch_size) == (192, 32, 16)
     assert config.augment == "photo" and config.ema_decay > 0
     config = ch06.dataclasses.replace(config, image_size=64)  # 예산 계산은 크기와 상관없음: 빠르게
@@ -434,13 +434,16 @@ def test_budget_by_images_on_a_small_folder(tmp_path, capsys):
     cpu = torch.device("cpu")
     assert ch06.plan_epochs(config, data, model, cpu) == math.ceil(100 / train_count)
     assert f"{train_count}장 × {math.ceil(100 / train_count)}바퀴" in capsys.readouterr().out
-    # 걸음 수 기준(도형 기본값의 3,000 걸음 × 배치 16)이 시간 상한보다 작으면 그쪽
-    big = ch06.dataclasses.replace(config, max_images=10**9)
-    assert ch06.plan_epochs(big, data, model, cpu) == math.ceil(ch06.OFFLINE_STEPS * 16 / train_count)
-    # --epochs 를 주면 그 값, 도형은 늘 --epochs
+    # --train-images 0(자동): 걸음 수 기준(도형 기본값의 3,000 걸음 × 배치)과 시간 상한 중 작은 쪽
+    auto = ch06.dataclasses.replace(config, train_images=0)
+    assert ch06.train_budget(auto) == min(ch06.OFFLINE_STEPS * 16, ch06.PHOTO_TRAIN_IMAGES) == 20_000
+    assert ch06.train_budget(ch06.dataclasses.replace(auto, batch_size=4)) == ch06.OFFLINE_STEPS * 4
+    assert ch06.plan_epochs(auto, data, model, cpu) == math.ceil(20_000 / train_count)
+    # --epochs N 을 주면 예산 대신 정확히 N
     assert ch06.plan_epochs(ch06.dataclasses.replace(config, epochs=5), data, model, cpu) == 5
     shapes = ch06.choose_recipe(ch06.Config(data="offline", device="cpu", out_dir=str(tmp_path)))
     assert (shapes.image_size, shapes.grid_stride, shapes.augment, shapes.ema_decay) == (64, 8, "off", 0.0)
+    assert ch06.train_budget(shapes) == 16_000 * 12  # 도형: 16,000장 × 12바퀴 (벤치마크의 학습 길이)
 
 
 @pytest.mark.parametrize("case", ["yolo-class", "yolo-outside", "voc-outside"])

@@ -304,7 +304,7 @@ def test_folder_run_then_predict(ch09, tmp_path, capsys):
     common = ("--data-dir", str(tmp_path / "data"), "--device", "cpu", "--out-dir", str(out))
     # 8장 → 시험 1, 검증 1, 학습 6. 바퀴마다 6 × 4 = 24 패치, 예산 48 패치 → 2 바퀴 (--epochs 없이)
     result = run_script(SCRIPT, "--width", "4", "--patch-size", "32", "--patches-per-image", "4",
-                        "--budget-images", "48", *common)
+                        "--train-images", "48", *common)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "사진 6장 × 사진당 4패치 = 바퀴마다 24패치 (32x32)" in result.stdout
     assert "24패치 × 2바퀴(epoch) ≈ 48패치" in result.stdout
@@ -469,18 +469,22 @@ def test_budget_counts_patches_not_epochs(ch09, tmp_path, capsys):
     _write_folder(tmp_path, [(48, 40)] * 7)
     data = load_mask_folder(tmp_path)
     train, val = data.subset(range(5)), data.subset([5, 6])
-    config = ch09.Config(patch_size=32, patches_per_image=4, budget_images=200, max_epochs=40, width=4)
+    config = ch09.Config(patch_size=32, patches_per_image=4, train_images=200, max_epochs=40, width=4)
     assert ch09.plan_training(config, train, val) == (10, 20)  # 5장 × 4패치 = 20, 200 / 20 = 10 바퀴
     line = capsys.readouterr().out
     assert "사진 5장 × 사진당 4패치 = 바퀴마다 20패치 (32x32)" in line
     assert "20패치 × 10바퀴(epoch) ≈ 200패치" in line
     assert "이 기계에서 약" in line
-    config.budget_images = 100_000
+    config.train_images = 100_000
     assert ch09.plan_training(config, train, val)[0] == 40  # 시간 상한
     config.epochs = 3
     assert ch09.plan_training(config, train, val)[0] == 3  # --epochs 가 이김
-    config.epochs, config.budget_images = 6, 10  # 사진이 예산보다 많으면: 사진당 10 // 5 = 2 패치, 1 바퀴
+    config.epochs, config.train_images = 0, 10  # 사진이 예산보다 많으면: 사진당 10 // 5 = 2 패치, 1 바퀴
     assert ch09.plan_training(config, train, val) == (1, 10)
+    config.train_images = 0  # 0 = 자동: 원래 해상도 36,000 패치 → 사진당 min(4, 7,200) = 4, 40 바퀴 상한
+    assert ch09.train_budget(config, native=True) == 36_000 and ch09.plan_training(config, train, val) == (40, 20)
+    fixed = ch09.Config()  # 절차적 3,000장 × 6바퀴
+    assert ch09.train_budget(fixed, native=False) == 18_000
     config.patch_size = 256  # 가장 작은 사진보다 큰 패치는 짧은 변(40)으로
     assert ch09.patch_size_for(train, config) == 40
 
