@@ -138,14 +138,40 @@ def end() -> bool:
     """프로세스 그룹을 닫습니다. 반환: 이 프로세스가 뒤의 일을 맡는지 (rank 0, 또는 분산이 아니면 True).
 
     장은 시험 평가까지 모든 프로세스가 함께 하고 여기서 그룹을 닫습니다: 그 뒤(그림, 부록 실험, 기록)는
-    rank 0 혼자 평범한 한 프로세스로 하고, 다른 프로세스는 끝냅니다 (그룹이 열린 채 rank 0 혼자 평가
-    함수를 부르면 없는 짝을 기다리게 됨). utils.runtime.run 도 main 이 끝날 때(오류·Ctrl+C 포함) 부릅니다.
-    그룹이 없거나 이미 닫혔으면 닫을 것이 없습니다.
+    rank 0 혼자 평범한 한 프로세스로 하고, 다른 프로세스는 여기서 바로 끝납니다 (`_leave_now`; 그룹이 열린
+    채 rank 0 혼자 평가 함수를 부르면 없는 짝을 기다리게 됨). utils.runtime.run 도 main 이 끝날 때(오류·
+    Ctrl+C 포함) 부르며, 그때는 모든 프로세스가 그 종료 코드로 바로 끝납니다. 그룹이 없거나 이미 닫혔으면
+    닫을 것이 없습니다.
     """
     main_process = is_main()
     if is_distributed():
         dist.destroy_process_group()
+        stopping = isinstance(sys.exc_info()[1], SystemExit)  # run() 이 오류·Ctrl+C 를 종료 코드로 바꾼 뒤
+        if stopping or not main_process:
+            _leave_now()
     return main_process
+
+
+def _leave_now() -> None:
+    """할 일이 끝난 DDP 프로세스를 파이썬의 종료 정리(interpreter finalization) 없이 바로 끝냅니다.
+
+    gloo 의 C++ 작업 스레드는 끝난 통신(all_reduce 등)의 텐서를 조금 늦게 놓습니다. 그 순간 파이썬이 이미
+    종료 정리 중이면 그 스레드가 GIL 을 잡으려다 강제로 끝나고 프로세스가 'terminate called without an
+    active exception' (SIGABRT) 으로 죽습니다 — 학습은 다 끝났는데 torchrun 이 실패로 보고하는 드문 경쟁.
+    (실제로 30번에 한 번쯤 일어남; pytorch/pytorch#179291 이 같은 원인.) 표준 출력·오류를 비우고
+    os._exit 로 끝내면 정리 단계 자체가 없습니다. 종료 코드: 오류·Ctrl+C 로 끝나는 중이면 그 코드
+    (run() 이 만든 SystemExit 의 2·130), 아니면 0. 여기 오기 전에 파일은 모두 닫혀 있습니다
+    (체크포인트·기록은 rank 0 이 저장 함수 안에서 닫음).
+    """
+    error = sys.exc_info()[1]
+    code = error.code if isinstance(error, SystemExit) else 0
+    code = code if isinstance(code, int) else (0 if code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # 이미 닫힌 파이프(예: `| head`)
+            pass
+    os._exit(code)
 
 
 def seed_epoch(seed: int, epoch: int, generators=()) -> None:
