@@ -231,6 +231,38 @@ def test_short_training_beats_bicubic_on_held_out_crops(ch12):
     assert trained > bicubic + 0.2, (trained, bicubic)
 
 
+def test_gan_weights_follow_the_validation_rule(ch12):
+    """SRGAN 가중치 기본값 = 검증 숫자 표(T91 에서 뗀 9장)에 정한 규칙을 적용한 결과 (Set5/Set14 는 안 봄).
+
+    규칙: 검증 PSNR 이 바이큐빅과 본 모델의 가운데 이상 + 선명도가 본 모델보다 높은 후보 중 |ln 선명도| 최소.
+    """
+    reference, table = ch12.GAN_VALIDATION_REFERENCE, ch12.GAN_WEIGHT_CANDIDATES
+    assert 2 <= len(table) <= 4 and None not in reference.values()
+    defaults = (ch12.Config.adversarial_weight, ch12.Config.feature_weight, ch12.Config.pixel_weight)
+    assert ch12.choose_gan_weights(table, reference["bicubic_psnr"], reference["psnr_model_psnr"],
+                                   reference["psnr_model_sharpness"]) == defaults
+    # 규칙 자체: 바이큐빅 28, 본 모델 30 (선 29), 본 모델 선명도 0.2
+    made_up = {"blurry": (29.9, 0.25), "noisy": (29.2, 1.6), "textured": (29.1, 0.8), "too_far": (28.9, 1.0),
+               "no_texture": (29.5, 0.15)}
+    assert ch12.choose_gan_weights(made_up, 28.0, 30.0, 0.2) == "textured"  # 0.8 이 1.6 보다 HR 에 가까움
+    assert ch12.choose_gan_weights({"too_far": (28.9, 1.0)}, 28.0, 30.0, 0.2) is None
+
+
+def test_validation_metrics_come_from_the_validation_split(ch12, trained_dir):
+    """metrics.json 의 val_srgan_psnr·val_sharpness_srgan 은 검증 사진에서 잰 값 (시험 조각이 아님)."""
+    metrics = json.loads((trained_dir / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+    data = superres.load_sr_data("offline", ROOT / "data", smoke=True, val_fraction=0.1)
+    val = [ch12.make_pair(n, p, 4) for n, p in data.val]
+    config = ch12.Config(out_dir=str(trained_dir), device="cpu")
+    generator, _ = ch12.training.load_trained_model(trained_dir / "srgan.pt", ch12.build_model, config, "cpu",
+                                                    purpose="test")
+    expected = ch12.evaluate(generator, val, "cpu", scale=4)
+    assert math.isclose(metrics["val_srgan_psnr"], expected["psnr"], abs_tol=1e-3)
+    assert math.isclose(metrics["val_sharpness_srgan"], expected["sharpness"], abs_tol=1e-3)
+    assert {"val_psnr", "val_bicubic_psnr", "val_sharpness_psnr_model",
+            "val_sharpness_bicubic"} <= set(metrics)
+
+
 # --- 추론과 잘못된 입력 ---------------------------------------------------------------------------
 def run_in_process(ch12, argv, capsys) -> tuple[int, str, str]:
     try:
