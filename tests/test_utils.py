@@ -256,6 +256,35 @@ def test_every_kind_of_bad_checkpoint_is_one_clear_error(tmp_path):
     assert training.load_checkpoint(good, config)["best"] == 0.5
 
 
+def test_resume_with_a_bad_last_checkpoint_stops_before_main_starts(tmp_path, capsys):
+    """--resume 인데 last.pt 가 빈·잘린·다른 장의 파일 → main(데이터·모델 준비)을 부르기 전에 한 줄, 코드 2.
+    좋은 last.pt 나 last.pt 가 없을 때는 main 이 불림 (설정 비교는 main 안의 resume_or_start 몫)."""
+    model, _, _ = _model_and_optimizer()
+    good = tmp_path / "good.pt"
+    training.save_checkpoint(good, _checkpoint_fn(CheckpointConfig(out_dir=str(tmp_path)), {"model": model},
+                                                  torch.Generator(), None)(1, 0.5))
+    other = torch.load(good, weights_only=True)
+    other["chapter"] = "03_cnn"
+    started = []
+    main = lambda config: started.append(config.out_dir)
+    for name, write in {"empty": lambda p: p.write_bytes(b""),
+                        "truncated": lambda p: p.write_bytes(good.read_bytes()[:100]),
+                        "other": lambda p: torch.save(other, p)}.items():
+        out_dir = tmp_path / name
+        out_dir.mkdir()
+        write(out_dir / "last.pt")
+        with pytest.raises(SystemExit) as stopped:
+            run(main, CheckpointConfig, ["--resume", "--device", "cpu", "--out-dir", str(out_dir)])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stopped.value.code == 2 and len(lines) == 1 and "last.pt" in lines[0], (name, lines)
+    assert started == []
+    (tmp_path / "good").mkdir()
+    good.rename(tmp_path / "good" / "last.pt")
+    for name in ("good", "no_checkpoint_yet"):
+        run(main, CheckpointConfig, ["--resume", "--device", "cpu", "--out-dir", str(tmp_path / name)])
+    assert len(started) == 2
+
+
 def test_load_trained_model_rebuilds_from_model_args_alone(tmp_path):
     config = CheckpointConfig(out_dir=str(tmp_path), hidden_size=6)
     model, _, _ = _model_and_optimizer(6)

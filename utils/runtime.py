@@ -199,8 +199,22 @@ def prepare_out_dir(config: RunConfig) -> Path:
     return out_dir
 
 
+def check_resume_file(config: RunConfig) -> None:
+    """`--resume` 의 last.pt 를 데이터·모델을 준비하기 전에 읽어 봅니다: 빈 파일, 잘린 파일, 체크포인트가
+    아닌 파일, 다른 장의 체크포인트면 몇 분의 준비를 기다리게 하지 않고 그 자리에서 한 줄 오류.
+
+    지금 플래그와 설정이 맞는지는 장이 모델을 만든 뒤 `training.resume_or_start` 가 봅니다 ('자동'
+    플래그의 값이 데이터를 읽은 뒤에 정해지므로). last.pt 가 없으면 아무 일 없음 (장이 '처음부터' 라고 알림).
+    """
+    path = Path(config.out_dir) / "last.pt"
+    if config.resume and path.exists():
+        from utils.training import load_checkpoint  # 여기서 읽음: utils.training 이 이 모듈을 import 함
+
+        load_checkpoint(path, config, purpose="resume")
+
+
 def run(main, config_cls: type, argv: list[str] | None = None):
-    """스크립트의 진입점: 플래그 → Config → 출력 폴더 확인 → `main(config)`.
+    """스크립트의 진입점: 플래그 → Config → 출력 폴더 확인 → (--resume 이면 last.pt 확인) → `main(config)`.
 
     - 노트북(Jupyter, VS Code)에서는 커널의 인자를 읽지 않고 `Config` 의 기본값을 씁니다.
     - 사용자가 고칠 수 있는 문제(UserError, 잘못된 플래그)는 "오류: ..." 한 줄과 종료 코드 2
@@ -214,6 +228,7 @@ def run(main, config_cls: type, argv: list[str] | None = None):
     try:
         config = parse_config(config_cls, argv)
         config.out_dir = str(prepare_out_dir(config))
+        check_resume_file(config)
         return main(config)
     except UserError as error:
         if reports_errors():
