@@ -1231,7 +1231,8 @@ def silent_failure_warning(scores: dict, baselines: dict, native: bool) -> str |
     trivial = max(baselines["background"]["iou"], baselines["foreground"]["iou"])
     if scores["iou"] > trivial + NOISE_MARGIN:
         return None
-    cause = ("학습이 너무 짧았거나(--epochs 를 늘리세요) 패치가 구조보다 작을 수 있습니다(--patch-size)"
+    cause = ("학습이 너무 짧았거나(--train-images 나 --epochs 를 늘리세요) 패치가 구조보다 작을 수 있습니다"
+             "(--patch-size)"
              if native else "이미지를 줄이며 가는 구조가 사라졌거나(--image-size 를 키우세요) 학습이 "
              "짧았을 수 있습니다(--epochs)")
     return (f"경고: 시험 IoU {scores['iou']:.3f} 가 자명한 기준선(모두 배경/전경 IoU {trivial:.3f})과 잡음 "
