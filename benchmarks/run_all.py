@@ -185,14 +185,15 @@ def main() -> None:
                          "timing": record.get("timing", {})})
             print(f"    {run['seconds']:.1f} s, peak {run['peak_mb'] or float('nan'):.0f} MB, "
                   f"{record['headline']}", flush=True)
+        # 다시 읽고 이 항목만 바꿔 씀: 다른 run_all 이 그사이 쓴 항목(같은 항목의 다른 시드 포함)을 지우지
+        # 않게 (긴 실측은 시드를 나눠 따로 돌리기도 함)
+        results = json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if RESULTS_JSON.exists() else {}
         if options.keep_other_seeds and key in results:
             runs = [r for r in results[key]["runs"] if r["seed"] not in seeds] + runs
             runs.sort(key=lambda r: r["seed"])
         metric_names = set.intersection(*(set(numeric_scalars(r["metrics"])) for r in runs))
         timing_names = set.intersection(*(set(numeric_scalars(r["timing"])) for r in runs))
         peaks = [r["peak_mb"] for r in runs if r["peak_mb"] is not None]
-        # 다시 읽고 이 항목만 바꿔 씀: 다른 run_all 이 그사이 쓴 항목을 지우지 않게 (긴 실측은 따로 돌기도 함)
-        results = json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if RESULTS_JSON.exists() else {}
         results[key] = {
             "script": script.name, "args": " ".join(args), "nproc": options.nproc, "data": runs[0]["data"],
             "device": record["device"], "headline": record["headline"]["name"],
