@@ -35,6 +35,15 @@
 
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
+    - `--data real --data-dir ../shared/data/sr` · T91 → Set5, Set14 (real, ../shared/data/sr) · cpu
+      seeds 42, 43, 44
+      set5_psnr 30.83 (30.82–30.9) · set5_bicubic_psnr 28.43 · set5_srcnn_psnr 29.03 (28.91–29.1)
+      set5_srgan_psnr 29.76 (29.54–30.08) · set5_ssim 0.873 (0.8729–0.8751)
+      set14_psnr 27.8 (27.79–27.84) · set14_bicubic_psnr 26.09
+      sharpness_psnr_model 0.2092 (0.2059–0.2183) · sharpness_srgan 0.7665 (0.4632–0.7877)
+      sharpness_bicubic 0.0338 · srcnn_seconds 49.11 (47.19–49.6) · srgan_seconds 88.27 (85.09–91.03)
+      train_seconds 347 (329.9–347.3) · wall 563 (546–576) s · peak 2.11 GB
+    - 기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     논문 숫자 (Set5 ×4, Y-PSNR): 바이큐빅 28.42, SRCNN 30.48, SRResNet 32.05, SRGAN 29.40 dB —
