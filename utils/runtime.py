@@ -276,13 +276,17 @@ def set_seed(seed: int) -> None:
 
 
 def library_versions() -> dict[str, str]:
-    """실행 기록에 남길 라이브러리 버전."""
-    import torchvision
+    """실행 기록에 남길 라이브러리 버전 (torchvision 은 설치 정보에서 읽음: import 하면 몇 초 걸림)."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        torchvision_version = version("torchvision")
+    except PackageNotFoundError:
+        torchvision_version = "not installed"
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": torchvision_version,
         "numpy": np.__version__,
     }
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 import torch
 from matplotlib.ticker import MaxNLocator
 
@@ -92,6 +91,8 @@ def plot_image_grid(images: torch.Tensor, titles: list[str], path: Path, show: b
 def plot_confusion_matrix(matrix, class_names: list[str], path: Path, show: bool = False,
                           title: str = "Confusion matrix") -> Path:
     """혼동 행렬(confusion matrix): 행 = 정답, 열 = 예측. seaborn heatmap."""
+    import seaborn as sns  # 쓸 때만 import: scipy.stats 까지 불러 1~2초 걸림 (학습만 하는 실행은 안 씀)
+
     matrix = np.asarray(matrix)
     size = max(5.0, 0.55 * len(class_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
@@ -106,6 +107,8 @@ def plot_confusion_matrix(matrix, class_names: list[str], path: Path, show: bool
 def plot_heatmap(table, path: Path, show: bool = False, title: str = "", fmt: str = ".3f",
                  xlabel: str = "", ylabel: str = "") -> Path:
     """pandas DataFrame(행·열 이름이 축 눈금)을 값이 적힌 heatmap 으로."""
+    import seaborn as sns  # 쓸 때만 import (위와 같은 까닭)
+
     fig, ax = plt.subplots(figsize=(1.3 * table.shape[1] + 2.5, 0.7 * table.shape[0] + 2))
     sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", ax=ax)
     ax.set_xlabel(xlabel)

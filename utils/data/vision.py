@@ -76,14 +76,13 @@ def load_mnist_like(name: str, mode: str, data_dir: str, smoke: bool, seed: int)
     name: "mnist" | "fashion". torchvision 이 읽는 표준 배치를 따릅니다:
     `<data_dir>/MNIST/raw/*-ubyte`, `<data_dir>/FashionMNIST/raw/*-ubyte`.
     """
-    from torchvision.datasets import MNIST, FashionMNIST
-
-    dataset_cls, classes, title = {
-        "mnist": (MNIST, DIGIT_CLASSES, "MNIST"),
-        "fashion": (FashionMNIST, FASHION_CLASSES, "Fashion-MNIST"),
-    }[name]
+    classes, title = {"mnist": (DIGIT_CLASSES, "MNIST"), "fashion": (FASHION_CLASSES, "Fashion-MNIST")}[name]
     splits = None
     if wants_real_data(mode, smoke):
+        # 실제 데이터를 읽을 때만 import: torchvision.datasets 는 불러오는 데만 몇 초 (오프라인 실행은 안 씀)
+        from torchvision.datasets import MNIST, FashionMNIST
+
+        dataset_cls = {"mnist": MNIST, "fashion": FashionMNIST}[name]
         root = Path(data_dir)
         try:  # 1) 이미 내려받은 파일이 있으면 그대로 (네트워크 없음)
             train, test = (_torchvision_split(dataset_cls, root, flag, download=False)
