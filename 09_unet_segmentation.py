@@ -51,6 +51,11 @@
       test_pixel_accuracy 0.9994 (0.9991–0.9995) · test_iou_per_image 0.9942 (0.9909–0.9956)
       no_skip_test_iou 0.6486 (0.6379–0.6556) · compare_seconds 114.9 (110.7–115.8)
       train_seconds 147 (145–149.7) · wall 274 (267–277) s · peak 1.30 GB
+    - `--data real --data-dir ../shared/data/chasedb1`
+      mask folder ../shared/data/chasedb1 (real, native resolution) · cpu · seeds 42
+      test_iou 0.6347 · test_dice 0.7765 · test_pixel_accuracy 0.9702 · test_iou_per_image 0.6319
+      test_auc 0.9735 · test_sensitivity 0.7845 · test_specificity 0.9833 · train_dice 0.7797
+      test_images 4 · train_seconds 940.9 · wall 999 s · peak 1.94 GB
     - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).

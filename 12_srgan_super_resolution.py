@@ -35,6 +35,12 @@
 
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
+    - `--data offline` · sklearn + matplotlib sample photos (offline fallback) · cpu · seeds 42, 43, 44
+      heldout_psnr 35.89 (35.83–35.92) · sharpness_psnr_model 0.2051 (0.1779–0.2067)
+      sharpness_srgan 0.8873 (0.6849–1.145) · heldout_bicubic_psnr 34.53
+      heldout_srcnn_psnr 34.2 (33.86–34.71) · heldout_srgan_psnr 35.13 (35.01–35.14)
+      sharpness_bicubic 0.0783 · srcnn_seconds 55.29 (52.28–87.64) · srgan_seconds 32.41 (30.18–59.96)
+      train_seconds 152.3 (139.7–201.7) · wall 252 (232–361) s · peak 1.28 GB
     - `--data real --data-dir ../shared/data/sr` · T91 → Set5, Set14 (real, ../shared/data/sr) · cpu
       seeds 42, 43, 44
       set5_psnr 30.83 (30.82–30.9) · set5_bicubic_psnr 28.43 · set5_srcnn_psnr 29.03 (28.91–29.1)
