@@ -37,15 +37,15 @@
 기대 결과
     [results] benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)
     - `--data offline` · ImageCaptcha 5-char, 19 symbols (offline) · cpu · seeds 42, 43, 44
-      test_sequence_accuracy 0.991 (0.982–0.996) · test_cer 0.0018 (0.0008–0.0036)
-      train_sequence_accuracy 0.997 (0.994–0.999) · data_seconds 19.77 (19.11–19.88)
-      train_images_per_second 368 (366.8–368.6) · wall 195 (194–196) s · peak 1.28 GB
+      test_sequence_accuracy 0.987 (0.981–0.993) · test_cer 0.0028 (0.0014–0.0038)
+      train_sequence_accuracy 0.997 (0.993–0.998) · data_seconds 37.38 (25.44–49.09)
+      train_images_per_second 122.3 (91.2–142.9) · wall 545 (484–752) s · peak 1.45 GB
     - `--data real --data-dir outputs/lookalike_captchas`
       captcha folder lookalike_captchas (1040 images, 5-char, real) · cpu · seeds 42, 43, 44
       test_sequence_accuracy 0.9519 (0.9519–0.9615) · test_cer 0.01154 (0.009615–0.01154)
       train_sequence_accuracy 1 · data_seconds 0.24 (0.19–0.25)
       train_images_per_second 368.5 (363.1–369.7) · wall 172 (171–174) s · peak 1.11 GB
-    - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
+    - 기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     (벤치마크 전 임시 값: 아래는 이 장을 쓴 사람이 바쁜 2코어 CPU 에서 OMP_NUM_THREADS=1 로 잰 것.
