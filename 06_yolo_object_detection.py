@@ -543,8 +543,8 @@ def plan_epochs(config: Config, data: detection.DetectionData, model: TinyYOLO, 
     if config.smoke:
         return min(config.epochs or 3, 3)
     photo = config.augment == "photo"
-    epochs = config.epochs or training.epochs_for_budget(len(data.train), train_budget(config),
-                                                         max_epochs=10**6)
+    budget = train_budget(config)  # 상한은 예산 그 자체 (한 바퀴에 적어도 한 장)
+    epochs = config.epochs or training.epochs_for_budget(len(data.train), budget, max_epochs=budget)
     # 예상 시간: 학습 한 걸음(forward + backward)을 재고, 사진이면 증강 시간을 더함 (따로 둔 난수로)
     sample = data.train.subset(slice(0, config.batch_size))
     target = encode_targets(sample.boxes, sample.labels, model_grid(config.image_size, config.grid_stride),

@@ -356,8 +356,8 @@ def plan_training(config: Config, train, val) -> tuple[int, int]:
     if config.smoke:
         return min(config.epochs or 3, 3), len(train)
     if not is_native(train):  # 절차적 3,000장: 18,000 / 3,000 = 6바퀴 (Oxford Pet 3,312장: 6바퀴)
-        return config.epochs or training.epochs_for_budget(len(train), train_budget(config, native=False),
-                                                           max_epochs=10**6), len(train)
+        budget = train_budget(config, native=False)  # 상한은 예산 그 자체 (한 바퀴에 적어도 한 장)
+        return config.epochs or training.epochs_for_budget(len(train), budget, max_epochs=budget), len(train)
     per_image = patches_per_image(train, config)
     per_epoch = len(train) * per_image
     default = not config.epochs  # --epochs 를 주지 않았으면 예산으로
