@@ -436,9 +436,9 @@ def test_budget_by_images_on_a_small_folder(tmp_path, capsys):
     assert f"{train_count}장 × {math.ceil(100 / train_count)}바퀴" in capsys.readouterr().out
     # --train-images 0(자동): 걸음 수 기준(도형 기본값의 3,000 걸음 × 배치)과 시간 상한 중 작은 쪽
     auto = ch06.dataclasses.replace(config, train_images=0)
-    assert ch06.train_budget(auto) == min(ch06.OFFLINE_STEPS * 16, ch06.PHOTO_TRAIN_IMAGES) == 20_000
+    assert ch06.train_budget(auto) == min(ch06.OFFLINE_STEPS * 16, ch06.PHOTO_TRAIN_IMAGES) == 40_000
     assert ch06.train_budget(ch06.dataclasses.replace(auto, batch_size=4)) == ch06.OFFLINE_STEPS * 4
-    assert ch06.plan_epochs(auto, data, model, cpu) == math.ceil(20_000 / train_count)
+    assert ch06.plan_epochs(auto, data, model, cpu) == math.ceil(40_000 / train_count)
     # --epochs N 을 주면 예산 대신 정확히 N
     assert ch06.plan_epochs(ch06.dataclasses.replace(config, epochs=5), data, model, cpu) == 5
     shapes = ch06.choose_recipe(ch06.Config(data="offline", device="cpu", out_dir=str(tmp_path)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -303,11 +304,11 @@ def test_folder_run_then_predict(ch09, tmp_path, capsys):
     out = tmp_path / "out"
     common = ("--data-dir", str(tmp_path / "data"), "--device", "cpu", "--out-dir", str(out))
     # 8장 → 시험 1, 검증 1, 학습 6. 바퀴마다 6 × 4 = 24 패치, 예산 48 패치 → 2 바퀴 (--epochs 없이)
-    result = run_script(SCRIPT, "--width", "4", "--patch-size", "32", "--patches-per-image", "4",
-                        "--train-images", "48", *common)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "사진 6장 × 사진당 4패치 = 바퀴마다 24패치 (32x32)" in result.stdout
-    assert "24패치 × 2바퀴(epoch) ≈ 48패치" in result.stdout
+    ch09.run(ch09.main, ch09.Config, argv=["--width", "4", "--patch-size", "32", "--patches-per-image", "4",
+                                           "--train-images", "48", *common])
+    stdout = capsys.readouterr().out
+    assert "사진 6장 × 사진당 4패치 = 바퀴마다 24패치 (32x32)" in stdout
+    assert "24패치 × 2바퀴(epoch) ≈ 48패치" in stdout
     record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert record["data"].startswith("mask folder") and record["data"].endswith("(real, native resolution)")
     assert record["metrics"]["test_images"] == 1 and "test_auc" in record["metrics"]
@@ -533,19 +534,25 @@ def test_threshold_chosen_on_validation_maximises_dice(ch09):
 
 
 @pytest.mark.slow
-def test_folder_run_resumes_exactly(tmp_path):
+def test_folder_run_resumes_exactly(ch09, tmp_path, capsys, monkeypatch):
     """원래 해상도 폴더: 2 바퀴째에 Ctrl+C → --resume 이 끊지 않은 실행과 같은 숫자 (패치 위치·회전·색
-    흔들기의 난수가 체크포인트에 저장된 generator 에서 나와야 함)."""
+    흔들기의 난수가 체크포인트에 저장된 generator 에서 나와야 함). 진입점 run() 을 이 프로세스에서 부름."""
     _write_folder(tmp_path / "data", [(48 + 2 * i, 40 + i) for i in range(6)])
-    common = ("--data-dir", str(tmp_path / "data"), "--device", "cpu", "--width", "4", "--patch-size", "32",
-              "--patches-per-image", "4", "--epochs", "3", "--no-compare")
-    reference = run_script(SCRIPT, *common, "--out-dir", str(tmp_path / "a"))
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    stopped = run_script(SCRIPT, *common, "--out-dir", str(tmp_path / "b"),
-                         env={"TUTORIAL_SIGINT_AT": "epoch 2:0"})
-    assert stopped.returncode == 130, stopped.stderr[-2000:]
-    resumed = run_script(SCRIPT, *common, "--out-dir", str(tmp_path / "b"), "--resume")
-    assert resumed.returncode == 0 and "[이어하기]" in resumed.stdout, resumed.stderr[-2000:]
+    common = ["--data-dir", str(tmp_path / "data"), "--device", "cpu", "--width", "4", "--patch-size", "32",
+              "--patches-per-image", "4", "--epochs", "3", "--no-compare"]
+    ch09.run(ch09.main, ch09.Config, argv=[*common, "--out-dir", str(tmp_path / "a")])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # 배경 셸에서도 SIGINT → 예외
+    try:
+        monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 2:0")
+        with pytest.raises(SystemExit) as stopped:
+            ch09.run(ch09.main, ch09.Config, argv=[*common, "--out-dir", str(tmp_path / "b")])
+        assert stopped.value.code == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.delenv("TUTORIAL_SIGINT_AT")
+    capsys.readouterr()
+    ch09.run(ch09.main, ch09.Config, argv=[*common, "--out-dir", str(tmp_path / "b"), "--resume"])
+    assert "[이어하기]" in capsys.readouterr().out
     metrics = [json.loads((tmp_path / run / "metrics.json").read_text(encoding="utf-8"))["metrics"]
                for run in "ab"]
     assert metrics[0] == metrics[1]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import matplotlib.figure
@@ -63,23 +64,52 @@ def assert_same_state(expected, actual, where: str = "") -> None:
 
 
 # --- 중단과 이어하기 ---------------------------------------------------------------------------
-@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
-def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path):
-    """epoch 1 의 첫 배치(아직 epoch 0 의 last.pt 뿐)에서 Ctrl+C → 이어 하다가 epoch 3 의 첫 배치에서 또
-    Ctrl+C → 다시 이어 하기. 끝난 숫자는 한 번도 끊지 않은 실행과 모두 같아야 합니다."""
-    expected = reference_metrics(script, smoke_run)
-    for where, resume in (("epoch 1:0", []), ("epoch 3:0", ["--resume"])):
-        stopped = run_script(script, *smoke_args(tmp_path, *resume), env={"TUTORIAL_SIGINT_AT": where})
-        assert stopped.returncode == 130, where + stopped.stdout[-2000:] + stopped.stderr[-2000:]
-        assert "Traceback" not in stopped.stderr + stopped.stdout
-        assert not (tmp_path / "metrics.json").exists()  # 정말 학습 도중에 멈췄는지
+@pytest.fixture
+def sigint_raises():
+    """진짜 SIGINT 가 KeyboardInterrupt 가 되게 (셸의 배경 작업 &으로 시작한 파이썬은 SIGINT 를 무시함)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
-    resumed = run_script(script, *smoke_args(tmp_path, "--resume"))
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "[이어하기]" in resumed.stdout
+
+@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
+def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path, capsys, monkeypatch,
+                                                    sigint_raises):
+    """epoch 1 의 첫 배치(아직 epoch 0 의 last.pt 뿐)에서 Ctrl+C → 이어 하다가 epoch 3 의 첫 배치에서 또
+    Ctrl+C → 다시 이어 하기. 끝난 숫자는 한 번도 끊지 않은 실행(새 프로세스의 smoke)과 모두 같아야 합니다.
+
+    세 번의 실행은 이 시험 프로세스 안에서 `run(main, Config, argv)` 로 합니다 (사용자가 치는 것과 같은
+    진입점, 진짜 SIGINT). 새 파이썬 프로세스 셋을 띄우는 것보다 몇 배 빠르고, 같은 프로세스에 남은
+    상태(전역 RNG, 캐시)가 이어하기에 섞이면 숫자가 달라져 오히려 더 잘 드러납니다. 진짜 프로세스가
+    Ctrl+C 로 130 과 한 줄로 끝나는 것은 아래 `test_ctrl_c_in_a_real_process_…` 와 test_ddp 가 봅니다."""
+    expected = reference_metrics(script, smoke_run)
+    module = load_chapter(chapter_number(script))
+    for where, resume in (("epoch 1:0", []), ("epoch 3:0", ["--resume"])):
+        monkeypatch.setenv("TUTORIAL_SIGINT_AT", where)
+        with pytest.raises(SystemExit) as exit_info:
+            module.run(module.main, module.Config, argv=smoke_args(tmp_path, *resume))
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 130, where + out[-2000:] + err[-2000:]
+        assert "중단" in out + err and "Traceback" not in out + err  # 한 줄 알림, traceback 없음
+        assert not (tmp_path / "metrics.json").exists()  # 정말 학습 도중에 멈췄는지
+    monkeypatch.delenv("TUTORIAL_SIGINT_AT")
+
+    module.run(module.main, module.Config, argv=smoke_args(tmp_path, "--resume"))
+    assert "[이어하기]" in capsys.readouterr().out
     assert metrics_of(tmp_path) == expected
     _, reference_dir = smoke_run(script)  # 마지막 epoch 의 가중치와 최적화기 상태까지 같아야 함
     assert_same_state(final_state(reference_dir), final_state(tmp_path), "last.pt")
+
+
+def test_ctrl_c_in_a_real_process_is_one_line_and_exit_130(tmp_path):
+    """터미널에서 친 것과 같은 새 프로세스: 학습 도중 진짜 SIGINT → 종료 코드 130, traceback 없이 '중단…' 한 줄로
+    끝남, metrics.json 없음, epoch 0 의 last.pt 는 남음 (이어하기 재료). 가장 싼 장(01) 하나로 봅니다."""
+    script = CHAPTERS[0]
+    stopped = run_script(script, *smoke_args(tmp_path), env={"TUTORIAL_SIGINT_AT": "epoch 1:0"})
+    assert stopped.returncode == 130, stopped.stdout[-2000:] + stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr + stopped.stdout
+    assert (stopped.stdout + stopped.stderr).strip().splitlines()[-1].startswith("중단"), stopped.stdout[-2000:]
+    assert not (tmp_path / "metrics.json").exists() and (tmp_path / "last.pt").exists()
 
 
 # --- 잘못된 입력 표 ----------------------------------------------------------------------------
