@@ -167,8 +167,8 @@ class Config(RunConfig):
             raise ValueError(f"--image-size 는 0(자동) 또는 32 이상의 {stride}의 배수여야 합니다 "
                              f"(받은 값: {self.image_size}).")
         if self.train_images < 0 or self.patience < 1 or self.ema_decay >= 1:
-            raise ValueError("--train-images 는 0(자동) 이상, --patience 는 1 이상, --ema-decay 는 1 미만이어야 "
-                             "합니다.")
+            raise ValueError("--train-images 는 0(자동) 이상, --patience 는 1 이상, --ema-decay 는 1 미만"
+                             "이어야 합니다.")
         if self.width < 1 or self.boxes_per_cell < 1:
             raise ValueError("--width 와 --boxes-per-cell 은 1 이상이어야 합니다.")
         if min(self.train_size, self.val_size, self.test_size) < 1:

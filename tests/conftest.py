@@ -106,5 +106,10 @@ def pytest_collection_modifyitems(config, items):
         script = getattr(item, "callspec", None) and item.callspec.params.get("script")
         module = Path(str(item.fspath)).stem  # test_ch06 → 06
         number = script.name[:2] if isinstance(script, Path) else module[len("test_ch"):][:2]
-        if number in stems:
+        if module == "test_ddp":
+            # torchrun 시험은 장의 묶음과 따로: 한 작업자에 한 장의 일이 몰리지 않게. torchrun --smoke 를
+            # 함께 쓰는(ddp_smoke) 시험만 장마다 한 묶음, 나머지는 어느 작업자든
+            if "ddp_smoke" in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(f"torchrun_{number if number in stems else '08'}"))
+        elif number in stems:
             item.add_marker(pytest.mark.xdist_group(stems[number]))

@@ -483,7 +483,8 @@ def test_budget_counts_patches_not_epochs(ch09, tmp_path, capsys):
     config.epochs, config.train_images = 0, 10  # 사진이 예산보다 많으면: 사진당 10 // 5 = 2 패치, 1 바퀴
     assert ch09.plan_training(config, train, val) == (1, 10)
     config.train_images = 0  # 0 = 자동: 원래 해상도 36,000 패치 → 사진당 min(4, 7,200) = 4, 40 바퀴 상한
-    assert ch09.train_budget(config, native=True) == 36_000 and ch09.plan_training(config, train, val) == (40, 20)
+    assert ch09.train_budget(config, native=True) == 36_000
+    assert ch09.plan_training(config, train, val) == (40, 20)
     fixed = ch09.Config()  # 절차적 3,000장 × 6바퀴
     assert ch09.train_budget(fixed, native=False) == 18_000
     config.patch_size = 256  # 가장 작은 사진보다 큰 패치는 짧은 변(40)으로

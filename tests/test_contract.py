@@ -102,13 +102,14 @@ def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path,
 
 
 def test_ctrl_c_in_a_real_process_is_one_line_and_exit_130(tmp_path):
-    """터미널에서 친 것과 같은 새 프로세스: 학습 도중 진짜 SIGINT → 종료 코드 130, traceback 없이 '중단…' 한 줄로
-    끝남, metrics.json 없음, epoch 0 의 last.pt 는 남음 (이어하기 재료). 가장 싼 장(01) 하나로 봅니다."""
+    """터미널에서 친 것과 같은 새 프로세스: 학습 도중 진짜 SIGINT → 종료 코드 130, traceback 없이
+    '중단…' 한 줄로 끝남, metrics.json 없음, epoch 0 의 last.pt 는 남음 (이어하기 재료). 01장으로."""
     script = CHAPTERS[0]
     stopped = run_script(script, *smoke_args(tmp_path), env={"TUTORIAL_SIGINT_AT": "epoch 1:0"})
     assert stopped.returncode == 130, stopped.stdout[-2000:] + stopped.stderr[-2000:]
     assert "Traceback" not in stopped.stderr + stopped.stdout
-    assert (stopped.stdout + stopped.stderr).strip().splitlines()[-1].startswith("중단"), stopped.stdout[-2000:]
+    last_line = (stopped.stdout + stopped.stderr).strip().splitlines()[-1]
+    assert last_line.startswith("중단"), stopped.stdout[-2000:]
     assert not (tmp_path / "metrics.json").exists() and (tmp_path / "last.pt").exists()
 
 
