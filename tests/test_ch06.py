@@ -427,6 +427,13 @@ def test_budget_by_images_on_a_small_folder(tmp_path, capsys):
                                             train_images=100))
     assert (config.image_size, config.grid_stride, config.batch_size) == (192, 32, 16)
     assert config.augment == "photo" and config.ema_decay > 0
+    # 사진 폴더는 예산을 끝까지 (조기 종료 끔): 검증 몇 장의 mAP 가 한참 멈춰 있어도 멈추지 않음
+    assert config.patience == 0
+    flat = ch06.training.History(tmp_path / "flat.csv")
+    for epoch in range(60):
+        flat.rows.append({"epoch": epoch, "val_map50": 0.5})
+    assert not ch06.early_stop(flat, "map50", config.patience, 0.5)
+    assert ch06.early_stop(flat, "map50", 50, 0.5)  # 도형의 기본 (50 epoch 동안 최고를 못 넘음)
     config = ch06.dataclasses.replace(config, image_size=64)  # 예산 계산은 크기와 상관없음: 빠르게
     data = ch06.prepare_data(config, tmp_path)
     train_count = len(data.train)
