@@ -40,11 +40,11 @@
       test_sequence_accuracy 0.987 (0.981–0.993) · test_cer 0.0028 (0.0014–0.0038)
       train_sequence_accuracy 0.997 (0.993–0.998) · data_seconds 37.38 (25.44–49.09)
       train_images_per_second 122.3 (91.2–142.9) · wall 545 (484–752) s · peak 1.45 GB
-    - `--data real --data-dir outputs/lookalike_captchas`
-      captcha folder lookalike_captchas (1040 images, 5-char, real) · cpu · seeds 42, 43, 44
-      test_sequence_accuracy 0.9519 (0.9519–0.9615) · test_cer 0.01154 (0.009615–0.01154)
-      train_sequence_accuracy 1 · data_seconds 0.24 (0.19–0.25)
-      train_images_per_second 368.5 (363.1–369.7) · wall 172 (171–174) s · peak 1.11 GB
+    - `--data real --data-dir ../shared/data/captchas`
+      captcha folder captchas (3000 images, 4-char, real) · cpu · seeds 42, 43, 44
+      test_sequence_accuracy 0.9433 (0.94–0.96) · test_cer 0.01833 (0.01667–0.02)
+      train_sequence_accuracy 0.989 (0.987–0.995) · data_seconds 1.31 (0.62–6.1)
+      train_images_per_second 151.2 (128.3–153.9) · wall 1212 (1188–1443) s · peak 1.20 GB
     - 기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
