@@ -42,12 +42,13 @@
       test_map50 0.9958 (0.9948–0.996) · test_map50_95 0.7732 (0.7692–0.7744)
       train_map50 0.9989 (0.9986–0.9995) · images_per_second 1974 (1735–2078)
       train_images_per_second 591.5 (572.3–625.9) · wall 347 (328–358) s · peak 1.25 GB
+      기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     - `--data real --data-dir ../shared/data/kangaroo` · kangaroo (Pascal VOC folder, real) · cpu
       seeds 42, 43, 44
-      test_map50 0.5229 (0.4604–0.5998) · test_map50_95 0.1617 (0.1399–0.1696)
-      train_map50 0.6482 (0.6403–0.7067) · images_per_second 157.4 (144.6–309.9)
-      train_images_per_second 48.82 (43.59–56.77) · wall 428 (375–472) s · peak 1.32 GB
-    - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
+      test_map50 0.5737 (0.5059–0.7017) · test_map50_95 0.2259 (0.1669–0.282)
+      train_map50 0.8152 (0.6766–0.8321) · images_per_second 311.1 (285.2–326.2)
+      train_images_per_second 75.89 (75.84–77.12) · wall 537 (530–537) s · peak 1.08 GB
+      기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     아래는 개발 중 측정값입니다 (다른 작업 여럿과 나눠 쓰는 2코어 CPU, OMP_NUM_THREADS=1, 1회, 시드 42).

@@ -56,17 +56,19 @@
       class_entropy 2.286 (2.281–2.29) · fd_untrained 1406 (1396–1626) · fd_real 4.476 (3.986–5.007)
       toy_modes_captured 8 · toy_high_quality_fraction 0.9312 (0.9032–0.9384) · wall 226 (216–231) s
       peak 1.14 GB
+      기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     - `--data offline --loss wgan-gp` · sklearn digits (offline fallback) · cpu · seeds 42, 43, 44
       fd 34.6 (30.48–70.33) · min_class_fraction 0.056 (0.043–0.064)
       class_entropy 2.26 (2.195–2.282) · fd_untrained 1406 (1396–1626) · fd_real 4.476 (3.986–5.007)
       toy_modes_captured 8 · toy_high_quality_fraction 0.9312 (0.9032–0.9384) · wall 247 (244–252) s
       peak 1.19 GB
+      기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     - `--data real --data-dir ../shared/data/mnist` · MNIST (real) · cpu · seeds 42, 43, 44
       fd 19.11 (17.94–21.94) · min_class_fraction 0.046 (0.041–0.059)
       class_entropy 2.245 (2.209–2.267) · fd_untrained 1701 (1671–1708) · fd_real 2.545 (2.519–3.721)
       toy_modes_captured 8 · toy_high_quality_fraction 0.9392 (0.926–0.9572) · wall 470 (468–483) s
       peak 2.15 GB
-    - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
+      기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     (아직 조용한 기계의 벤치마크 전입니다. benchmarks/results.json 이 생기면 그 숫자로 바꿉니다.)

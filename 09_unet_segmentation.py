@@ -51,6 +51,7 @@
       test_pixel_accuracy 0.9994 (0.9991–0.9995) · test_iou_per_image 0.9942 (0.9909–0.9956)
       no_skip_test_iou 0.6486 (0.6379–0.6556) · compare_seconds 114.9 (110.7–115.8)
       train_seconds 147 (145–149.7) · wall 274 (267–277) s · peak 1.30 GB
+      기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
     - `--data real --data-dir ../shared/data/chasedb1`
       mask folder ../shared/data/chasedb1 (real, native resolution) · cpu · seeds 42, 43, 44
       test_iou 0.6347 (0.5975–0.653) · test_dice 0.7765 (0.748–0.7901)
@@ -58,7 +59,7 @@
       test_auc 0.9735 (0.9691–0.9776) · test_sensitivity 0.7776 (0.7651–0.7845)
       test_specificity 0.9833 (0.9799–0.9858) · train_dice 0.7797 (0.7559–0.8101) · test_images 4
       train_seconds 839.8 (836.4–940.9) · wall 893 (889–999) s · peak 1.79 GB
-    - 기계: Intel(R) Xeon(R) Processor, 2 cores (2 torch threads), GPU: none, torch 2.14.1+cu130
+      기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
     그 밖의 숫자는 이 장을 쓸 때 잰 값입니다 (조건을 함께 적음; 위 블록이 조용한 기계의 측정).
     아직 리드의 benchmarks 측정 전입니다. 아래는 이 세션에서 잰 값입니다 (2코어 CPU 를 다른 학습

@@ -241,7 +241,7 @@ def machine_line(machine: dict) -> str:
 
 def entry_lines(entry: dict) -> list[str]:
     """한 (장, 플래그) 결과를 두 줄로: 무엇을 어디서 / 숫자들."""
-    seeds = ", ".join(str(s) for s in entry["seeds"])
+    seeds = ", ".join(str(s) for s in sorted(entry["seeds"]))
     head = f"`{entry['args']}` · {entry['data']} · {entry['device']} · seeds {seeds}"
     if entry.get("nproc", 1) > 1:  # torchrun 으로 잰 항목만 표시 (한 프로세스 항목의 문구는 예전 그대로)
         head = f"`torchrun --nproc_per_node {entry['nproc']}` " + head
@@ -256,14 +256,17 @@ def entry_lines(entry: dict) -> list[str]:
 def docstring_block(results: dict, script_name: str) -> list[str]:
     entries = [results[k] for k in sorted(results) if results[k]["script"] == script_name]
     lines = [f"    {BLOCK_BEGIN} benchmarks/run_all.py 가 results.json 에서 옮겨 씀: 중앙값 (최소–최대)"]
+    machines = {machine_line(entry["machine"]) for entry in entries}
     for entry in entries:
         head, numbers = entry_lines(entry)
         head_chunks = wrap(head, 100)  # 긴 데이터 이름도 한 줄 110자(ruff) 안에
         lines.append(f"    - {head_chunks[0]}")
         lines += [f"      {chunk}" for chunk in head_chunks[1:]]
         lines += [f"      {chunk}" for chunk in wrap(numbers, 96)]
-    if entries:
-        lines.append(f"    - 기계: {machine_line(entries[0]['machine'])}")
+        if len(machines) > 1:  # 항목마다 다른 기계·스레드 수로 잼: 시간을 견줄 수 있게 항목마다 적음
+            lines.append(f"      기계: {machine_line(entry['machine'])}")
+    if len(machines) == 1:
+        lines.append(f"    - 기계: {machines.pop()}")
     lines.append(f"    {BLOCK_END}")
     return lines
 
