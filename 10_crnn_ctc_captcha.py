@@ -23,8 +23,9 @@
     python 10_crnn_ctc_captcha.py --data offline       # 네트워크 없이 ImageCaptcha 로 그린 캡차
     python 10_crnn_ctc_captcha.py --data-dir captchas/   # 내 캡차 폴더 (파일 이름 = 정답, 알파벳은 라벨에서)
         실제 폴더는 18 epoch (오프라인의 3배). 실제 4자리 캡차 3,000장(../shared/data/captchas, 어두운 배경에
-        흐린 점선 글자, seed 42, 1회, 1스레드, 붐비는 2코어에서 벽시계 55분·CPU 18분): 시험 300장 시퀀스
-        정확도 0.960 (학습 0.995), CER 0.018. 같은 폴더에서 6 epoch 는 0.773, 입력 정규화 전에는 0.220.
+        흐린 점선 글자, 취소선·점 잡음) 시드 42·43·44: 시험 300장 시퀀스 정확도 0.960·0.940·0.943 (학습
+        0.99), CER 0.018, 한 스레드로 다른 작업 옆에서 20~24분 (아래 블록). 목표 0.95 에는 아직 못 미침.
+        같은 폴더에서 6 epoch 는 0.773, 입력 정규화 전에는 0.220 (시드 42).
     python 10_crnn_ctc_captcha.py --data-dir my_captchas/   # 파일 이름이 정답인 내 캡차 (2b827.png)
     python 10_crnn_ctc_captcha.py --predict captcha.png     # 학습한 best.pt 로 한 장 읽기
     python 10_crnn_ctc_captcha.py --resume             # 중단된 학습 이어하기
