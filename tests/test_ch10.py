@@ -306,6 +306,6 @@ def test_budget_is_six_epochs_offline_and_eighteen_for_a_real_folder(mod):
         return Captchas(images, ["1234"] * 4, images, ["1234"] * 4, images, ["1234"] * 4, "1234", name)
 
     assert mod.training_epochs(mod.Config(), fake("ImageCaptcha 5-char, 19 symbols (offline)")) == 6
-    assert mod.training_epochs(mod.Config(), fake("captcha folder x (4 images, 4-char, real)")) == 18
+    assert mod.training_epochs(mod.Config(), fake("captcha folder x (4 images, 4-char, real)")) == 30
     assert mod.training_epochs(mod.Config(epochs=4), fake("captcha folder x (real)")) == 4
     assert mod.training_epochs(mod.Config(smoke=True), fake("captcha folder x (real)")) == 3
