@@ -42,7 +42,7 @@
       test_sequence_accuracy 0.987 (0.981–0.993) · test_cer 0.0028 (0.0014–0.0038)
       train_sequence_accuracy 0.997 (0.993–0.998) · data_seconds 37.38 (25.44–49.09)
       train_images_per_second 122.3 (91.2–142.9) · wall 545 (484–752) s · peak 1.45 GB
-    - `--data real --data-dir ../shared/data/captchas`
+    - `--data real --data-dir ../shared/data/captchas --epochs 18`
       captcha folder captchas (3000 images, 4-char, real) · cpu · seeds 42, 43, 44
       test_sequence_accuracy 0.9433 (0.94–0.96) · test_cer 0.01833 (0.01667–0.02)
       train_sequence_accuracy 0.989 (0.987–0.995) · data_seconds 1.31 (0.62–6.1)
