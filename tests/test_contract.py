@@ -1,7 +1,7 @@
 """모든 장의 공통 약속(DESIGN.md 'One script, one shape', 'Checkpoints', 'Behaviour')을 확인합니다.
 
-- 중단과 이어하기: epoch 1 과 뒤쪽 epoch 에서 진짜 SIGINT(Ctrl+C) → `--resume` → 끊지 않은 실행과
-  metrics.json 의 모든 숫자가 같음.
+- 중단과 이어하기: 빈 폴더의 `--resume` 은 처음부터, epoch 1 과 뒤쪽 epoch 에서 진짜 SIGINT(Ctrl+C)
+  → `--resume` → 끊지 않은 실행과 metrics.json 의 모든 숫자가 같음. 그 실행들의 그림은 모두 읽을 수 있음.
 - 잘못된 입력 표: 장마다 같은 입력들 → 종료 코드 2, "오류: ..." 한 줄, traceback 없음, 학습 전.
 - 노트북: 장을 jupytext 로 노트북으로 바꿔 ipykernel 에서 셀마다 실행 (플래그 대신 Config 기본값).
 
@@ -73,25 +73,37 @@ def sigint_raises():
 
 
 @pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
-def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path, capsys, monkeypatch,
-                                                    sigint_raises):
-    """epoch 1 의 첫 배치(아직 epoch 0 의 last.pt 뿐)에서 Ctrl+C → 이어 하다가 epoch 3 의 첫 배치에서 또
-    Ctrl+C → 다시 이어 하기. 끝난 숫자는 한 번도 끊지 않은 실행(새 프로세스의 smoke)과 모두 같아야 합니다.
+def test_interrupt_then_resume_equals_uninterrupted_and_figures_are_readable(
+        script, smoke_run, tmp_path, capsys, monkeypatch, sigint_raises):
+    """빈 폴더에 `--resume` (last.pt 없음 → 처음부터, 한 줄로 알림) → epoch 1 의 첫 배치(아직 epoch 0 의
+    last.pt 뿐)에서 Ctrl+C → 이어 하다가 epoch 3 의 첫 배치에서 또 Ctrl+C → 다시 이어 하기. 끝난 숫자는
+    한 번도 끊지 않은 실행(새 프로세스의 smoke)과 모두 같아야 합니다. 세 실행에서 저장되는 모든 그림을
+    figure_check 로 검사합니다: 잘린 제목, 겹친 글자, 정수가 아닌 epoch 눈금.
 
     세 번의 실행은 이 시험 프로세스 안에서 `run(main, Config, argv)` 로 합니다 (사용자가 치는 것과 같은
     진입점, 진짜 SIGINT). 새 파이썬 프로세스 셋을 띄우는 것보다 몇 배 빠르고, 같은 프로세스에 남은
     상태(전역 RNG, 캐시)가 이어하기에 섞이면 숫자가 달라져 오히려 더 잘 드러납니다. 진짜 프로세스가
     Ctrl+C 로 130 과 한 줄로 끝나는 것은 아래 `test_ctrl_c_in_a_real_process_…` 와 test_ddp 가 봅니다."""
     expected = reference_metrics(script, smoke_run)
+    problems: dict[str, list[str]] = {}
+    original_savefig = matplotlib.figure.Figure.savefig
+
+    def checked_savefig(fig, fname, *args, **kwargs):
+        problems[Path(str(fname)).name] = figure_problems(fig)
+        return original_savefig(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", checked_savefig)
     module = load_chapter(chapter_number(script))
-    for where, resume in (("epoch 1:0", []), ("epoch 3:0", ["--resume"])):
+    for where in ("epoch 1:0", "epoch 3:0"):
         monkeypatch.setenv("TUTORIAL_SIGINT_AT", where)
         with pytest.raises(SystemExit) as exit_info:
-            module.run(module.main, module.Config, argv=smoke_args(tmp_path, *resume))
+            module.run(module.main, module.Config, argv=smoke_args(tmp_path, "--resume"))
         out, err = capsys.readouterr()
         assert exit_info.value.code == 130, where + out[-2000:] + err[-2000:]
         assert "중단" in out + err and "Traceback" not in out + err  # 한 줄 알림, traceback 없음
         assert not (tmp_path / "metrics.json").exists()  # 정말 학습 도중에 멈췄는지
+        if where == "epoch 1:0":
+            assert "처음부터 시작합니다" in out  # 빈 폴더의 --resume: 오류가 아니라 처음부터
     monkeypatch.delenv("TUTORIAL_SIGINT_AT")
 
     module.run(module.main, module.Config, argv=smoke_args(tmp_path, "--resume"))
@@ -99,6 +111,8 @@ def test_interrupt_then_resume_equals_uninterrupted(script, smoke_run, tmp_path,
     assert metrics_of(tmp_path) == expected
     _, reference_dir = smoke_run(script)  # 마지막 epoch 의 가중치와 최적화기 상태까지 같아야 함
     assert_same_state(final_state(reference_dir), final_state(tmp_path), "last.pt")
+    assert problems, "그림을 하나도 저장하지 않았습니다"
+    assert not {name: found for name, found in problems.items() if found}
 
 
 def test_ctrl_c_in_a_real_process_is_one_line_and_exit_130(tmp_path):
@@ -197,28 +211,6 @@ def test_out_dir_that_cannot_be_used_is_refused_before_work(script, tmp_path, ca
         code, err = run_in_process(script, argv, capsys)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and words in lines[0], err
-
-
-@pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
-def test_resume_before_any_checkpoint_starts_fresh_and_figures_are_readable(script, smoke_run, tmp_path,
-                                                                           capsys, monkeypatch):
-    """`--resume` 인데 last.pt 가 없음 → 처음부터 (한 줄로 알림). 같은 실행에서 저장되는 모든 그림을
-    figure_check 로 검사합니다: 잘린 제목, 겹친 글자, 정수가 아닌 epoch 눈금."""
-    expected = reference_metrics(script, smoke_run)
-    problems: dict[str, list[str]] = {}
-    original_savefig = matplotlib.figure.Figure.savefig
-
-    def checked_savefig(fig, fname, *args, **kwargs):
-        problems[Path(str(fname)).name] = figure_problems(fig)
-        return original_savefig(fig, fname, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", checked_savefig)
-    module = load_chapter(chapter_number(script))
-    module.run(module.main, module.Config, argv=smoke_args(tmp_path, "--resume"))
-    assert "처음부터 시작합니다" in capsys.readouterr().out
-    assert metrics_of(tmp_path) == expected
-    assert problems, "그림을 하나도 저장하지 않았습니다"
-    assert not {name: found for name, found in problems.items() if found}
 
 
 # --- 노트북에서 셀마다 실행 ---------------------------------------------------------------------
