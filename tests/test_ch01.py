@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import cv2
@@ -20,14 +19,6 @@ from utils.runtime import run
 
 ch01 = load_chapter("01")
 SCRIPT = "01_pytorch_basics.py"
-
-
-@pytest.fixture
-def sigint_raises():
-    """진짜 SIGINT 가 KeyboardInterrupt 가 되게 (셸의 배경 작업 &으로 시작한 파이썬은 SIGINT 를 무시함)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 def quick_config(out_dir, **overrides):

@@ -4,7 +4,6 @@ epoch 1·3 도중 Ctrl+C 뒤 이어하기(OneCycleLR), 체크포인트만으로 
 
 import json
 import math
-import signal
 import struct
 from pathlib import Path
 
@@ -19,14 +18,6 @@ from utils.data.vision import FASHION_CLASSES, MNIST_MEAN, MNIST_STD, load_mnist
 from utils.runtime import run
 
 SCRIPT = "02_neural_networks.py"
-
-
-@pytest.fixture
-def sigint_raises():
-    """진짜 SIGINT 가 KeyboardInterrupt 가 되게 (셸의 배경 작업 &으로 시작한 파이썬은 SIGINT 를 무시함)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import signal
 import types
 
 import pandas as pd
@@ -283,16 +282,12 @@ def test_best_pt_is_the_first_best_epoch_and_gives_the_test_score(mod, trained_d
     assert metrics["cells"]["gru"]["test_accuracy"] == metrics["test_accuracy"]
 
 
-def test_ctrl_c_in_epoch_1_then_resume_gives_the_same_metrics(mod, trained_dir, tmp_path, monkeypatch):
+def test_ctrl_c_in_epoch_1_then_resume_gives_the_same_metrics(mod, trained_dir, tmp_path, monkeypatch,
+                                                              sigint_raises):
     """진짜 SIGINT 를 epoch 1 의 첫 배치에서: 이어 한 결과가 끊지 않은 결과와 같아야 합니다."""
     monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 1:0")
-    # 배경(&)에서 시작한 셸은 SIGINT 를 무시(SIG_IGN)하게 물려주므로, 파이썬 기본 처리기를 다시 겁니다
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path)))
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(SystemExit) as stopped:
+        mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path)))
     assert stopped.value.code == 130
     monkeypatch.delenv("TUTORIAL_SIGINT_AT")
     assert mod.main(mod.Config(**SMOKE, out_dir=str(tmp_path), resume=True)) == trained_dir[1]

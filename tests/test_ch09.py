@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import numpy as np
 import pytest
@@ -535,21 +534,17 @@ def test_threshold_chosen_on_validation_maximises_dice(ch09):
 
 
 @pytest.mark.slow
-def test_folder_run_resumes_exactly(ch09, tmp_path, capsys, monkeypatch):
+def test_folder_run_resumes_exactly(ch09, tmp_path, capsys, monkeypatch, sigint_raises):
     """원래 해상도 폴더: 2 바퀴째에 Ctrl+C → --resume 이 끊지 않은 실행과 같은 숫자 (패치 위치·회전·색
     흔들기의 난수가 체크포인트에 저장된 generator 에서 나와야 함). 진입점 run() 을 이 프로세스에서 부름."""
     _write_folder(tmp_path / "data", [(48 + 2 * i, 40 + i) for i in range(6)])
     common = ["--data-dir", str(tmp_path / "data"), "--device", "cpu", "--width", "4", "--patch-size", "32",
               "--patches-per-image", "4", "--epochs", "3", "--no-compare"]
     ch09.run(ch09.main, ch09.Config, argv=[*common, "--out-dir", str(tmp_path / "a")])
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # 배경 셸에서도 SIGINT → 예외
-    try:
-        monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 2:0")
-        with pytest.raises(SystemExit) as stopped:
-            ch09.run(ch09.main, ch09.Config, argv=[*common, "--out-dir", str(tmp_path / "b")])
-        assert stopped.value.code == 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    monkeypatch.setenv("TUTORIAL_SIGINT_AT", "epoch 2:0")
+    with pytest.raises(SystemExit) as stopped:
+        ch09.run(ch09.main, ch09.Config, argv=[*common, "--out-dir", str(tmp_path / "b")])
+    assert stopped.value.code == 130
     monkeypatch.delenv("TUTORIAL_SIGINT_AT")
     capsys.readouterr()
     ch09.run(ch09.main, ch09.Config, argv=[*common, "--out-dir", str(tmp_path / "b"), "--resume"])

@@ -299,7 +299,7 @@ def test_untrained_score_ends_with_one_warning_line(mod, monkeypatch, capsys, ac
         assert "--min-epoch-images" in out
 
 
-def test_budget_is_six_epochs_offline_and_eighteen_for_a_real_folder(mod):
+def test_budget_is_six_epochs_offline_and_thirty_for_a_real_folder(mod):
     """--epochs 0(기본): 오프라인 캡차 6 epoch 그대로, 실제 폴더는 3배. --epochs N 은 정확히 N."""
     def fake(name):
         images = torch.zeros(4, 1, 32, 128, dtype=torch.uint8)

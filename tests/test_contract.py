@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-import signal
 from pathlib import Path
 
 import matplotlib.figure
@@ -64,14 +63,6 @@ def assert_same_state(expected, actual, where: str = "") -> None:
 
 
 # --- 중단과 이어하기 ---------------------------------------------------------------------------
-@pytest.fixture
-def sigint_raises():
-    """진짜 SIGINT 가 KeyboardInterrupt 가 되게 (셸의 배경 작업 &으로 시작한 파이썬은 SIGINT 를 무시함)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 @pytest.mark.parametrize("script", CHAPTERS, ids=IDS)
 def test_interrupt_then_resume_equals_uninterrupted_and_figures_are_readable(
         script, smoke_run, tmp_path, capsys, monkeypatch, sigint_raises):
