@@ -55,7 +55,6 @@
       vae_test_neg_elbo 109 · wall 301 s · peak 1.88 GB
     - 기계: AMD EPYC, 2 cores (1 torch threads), GPU: none, torch 2.14.1+cu130
     [/results]
-    (아직 조용한 기계의 벤치마크 전입니다. benchmarks/results.json 이 생기면 위 블록이 채워집니다.)
     지금까지의 측정 (2코어 CPU 를 다른 학습 여럿과 나눠 쓰던 중, OMP_NUM_THREADS=1; 시드 42 · 43 · 44):
     - 실제 MNIST (`--data real --data-dir ../shared/data/mnist`), 시험 10,000장, σ 0.5, 이미지 평균 PSNR:
       잡음 입력 9.38 · 합성곱 AE 18.44 · 18.51 · 18.51 dB · PCA 32성분 14.94 (세 시드 같음) ·

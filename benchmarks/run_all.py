@@ -285,9 +285,11 @@ def wrap(text: str, width: int) -> list[str]:
 
 
 def readme_table(results: dict) -> list[str]:
+    # 행마다 어느 기계·스레드 수로 쟀는지 (A, B, …): 벽시계는 같은 기계의 행끼리만 견줄 수 있음
+    labels = machine_labels(results)
     lines = [README_BEGIN,
-             "| script | flags | data | seeds | headline: median (min–max) | wall s | peak GB |",
-             "|---|---|---|---|---|---|---|"]
+             "| script | flags | data | seeds | headline: median (min–max) | wall s | peak GB | machine |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in sorted(results):
         entry = results[key]
         name = entry["headline"]
@@ -295,10 +297,15 @@ def readme_table(results: dict) -> list[str]:
         flags = entry["args"] + (f" (torchrun ×{entry['nproc']})" if entry.get("nproc", 1) > 1 else "")
         lines.append(f"| {entry['script']} | `{flags}` | {entry['data']} | {len(entry['seeds'])} | "
                      f"{name} {spread(entry['metrics'][name])} | {spread(entry['wall_seconds'], seconds)} | "
-                     f"{peak} |")
-    machines = {machine_line(e["machine"]) for e in results.values()}
-    lines += ["", *(f"Machine: {m}." for m in sorted(machines)), README_END]
+                     f"{peak} | {labels[machine_line(entry['machine'])]} |")
+    lines += ["", *(f"Machine {label}: {m}." for m, label in labels.items()), README_END]
     return lines
+
+
+def machine_labels(results: dict) -> dict[str, str]:
+    """기계 설명 → 'A', 'B', … (설명의 알파벳 순)."""
+    machines = sorted({machine_line(e["machine"]) for e in results.values()})
+    return {m: chr(ord("A") + i) for i, m in enumerate(machines)}
 
 
 def replace_between(text: str, begin: str, end: str, new_lines: list[str]) -> str:
@@ -329,13 +336,14 @@ def write_markdown(results: dict) -> None:
     lines = ["# Benchmark results", "",
              "`python benchmarks/run_all.py` 가 만든 파일입니다. 손으로 고치지 마세요. "
              "숫자는 시드마다 한 번씩 돌린 값의 중앙값 (최소–최대) 입니다.", ""]
+    labels = machine_labels(results)
     for key in sorted(results):
         head, numbers = entry_lines(results[key])
         lines += [f"## {results[key]['script']}", "", f"- {head}", f"- {numbers}",
-                  f"- measured at {results[key]['measured_at']}", ""]
-    machines = {machine_line(e["machine"]) for e in results.values()}
-    lines += ["## Machine" + ("s" if len(machines) > 1 else ""), ""]
-    lines += [*(f"- {m}" for m in sorted(machines)), ""]
+                  f"- measured at {results[key]['measured_at']} on machine "
+                  f"{labels[machine_line(results[key]['machine'])]}", ""]
+    lines += ["## Machine" + ("s" if len(labels) > 1 else ""), ""]
+    lines += [*(f"- {label}: {m}" for m, label in labels.items()), ""]
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 
